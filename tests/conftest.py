@@ -1,0 +1,79 @@
+"""Shared fixtures: hermetic environment, tiny generated images, temp tables."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from PIL import Image, ImageDraw
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+from vlcli.images import content_id, probe  # noqa: E402
+from vlcli.schema import ingest_schema  # noqa: E402
+from vlcli.storage import Table  # noqa: E402
+
+
+def jpeg_bytes(seed: int, size: tuple[int, int] = (64, 48), quality: int = 85) -> bytes:
+    """A small, distinct JPEG: a coloured background with a few shapes."""
+    rng = random.Random(seed)
+    img = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x0, y0 = rng.randrange(size[0]), rng.randrange(size[1])
+        x1, y1 = x0 + rng.randrange(1, size[0]), y0 + rng.randrange(1, size[1])
+        draw.rectangle((x0, y0, x1, y1), fill=tuple(rng.randrange(256) for _ in range(3)))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def table_rows(images: list[bytes], dataset: str = "test") -> pa.Table:
+    """Ingest-shaped rows for already-valid image bytes (bypasses `vl ingest`)."""
+    infos = [probe(b) for b in images]
+    return pa.table(
+        {
+            "id": [content_id(b) for b in images],
+            "source": [f"mem://{i}" for i in range(len(images))],
+            "dataset": [dataset] * len(images),
+            "image": images,
+            "width": [i.width for i in infos],
+            "height": [i.height for i in infos],
+            "format": [i.format for i in infos],
+            "file_size": [len(b) for b in images],
+            "ingest_status": ["ok"] * len(images),
+        }
+    )
+
+
+@pytest.fixture
+def make_table(tmp_path: Path) -> Callable[..., Table]:
+    """Build a table of `n` distinct small JPEG rows at a temp path."""
+
+    def build(n: int = 20, name: str = "t.lance", size: tuple[int, int] = (64, 48)) -> Table:
+        table = Table.create(tmp_path / name, ingest_schema())
+        table.append(table_rows([jpeg_bytes(i, size) for i in range(n)]))
+        return table
+
+    return build
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Write `n` distinct JPEGs into a folder and return it."""
+
+    def build(n: int = 10, name: str = "images") -> Path:
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            (folder / f"img_{i:04d}.jpg").write_bytes(jpeg_bytes(i))
+        return folder
+
+    return build

@@ -1,0 +1,1 @@
+"""The command line: thin adapters that parse options, call the library once and render the result."""

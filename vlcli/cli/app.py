@@ -1,0 +1,35 @@
+"""The `vl` application: registers one command per module."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+app = typer.Typer(
+    name="vl",
+    help="Turn a pile of raw images into a curated vision-language training set, one Lance table.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # One module per command; each exposes `command`. Imported here so `vl --help` lists them all.
+    from vlcli.cli import demo, export, ingest, query, status
+
+    app.command("ingest")(ingest.command)
+    app.command("status")(status.command)
+    app.command("query")(query.command)
+    app.command("export")(export.command)
+    app.command("demo")(demo.command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    app()

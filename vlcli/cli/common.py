@@ -1,0 +1,140 @@
+"""What every command shares: error translation, progress bars, report rendering, step options."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table as RichTable
+
+from vlcli.errors import StepInterrupted, VlError
+from vlcli.steps.base import RunOptions, StepReport
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a one-line error on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Translate domain exceptions into one line on stderr and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except StepInterrupted as exc:
+            if isinstance(exc.report, StepReport):
+                print_report(exc.report)
+            err_console.print(f"[yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: nothing was left half-written; rerun to resume")
+            raise typer.Exit(130) from None
+        except VlError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RichProgress:
+    """A rich progress bar implementing the runner's Progress protocol: rows, rows/s, ETA, errors."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._errors = 0
+
+    def start(self, step: str, total: int | None) -> None:
+        """Open the bar (an unknown total shows a pulsing bar)."""
+        self._errors = 0
+        if not self.enabled or total == 0:
+            return
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]} rows/s"),
+            TextColumn("[red]{task.fields[errors]} errors"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(step, total=total, errors=0, speed="-")
+
+    def advance(self, rows: int, errors: int) -> None:
+        """Move the bar."""
+        self._errors += errors
+        if self._bar is None or self._task is None:
+            return
+        task = self._bar.tasks[0]
+        elapsed = task.elapsed or 0.0
+        speed = f"{(task.completed + rows) / elapsed:,.1f}" if elapsed > 0 else "-"
+        self._bar.update(self._task, advance=rows, errors=self._errors, speed=speed)
+
+    def finish(self) -> None:
+        """Close the bar."""
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar = None
+        self._task = None
+
+
+def print_report(report: StepReport) -> None:
+    """Render a StepReport: counts, top reasons, speed, how to resume."""
+    state = "interrupted" if report.interrupted else "done"
+    console.print(
+        f"[bold]{report.step}[/] {state}: {report.done:,} ok, {report.skipped:,} skipped, "
+        f"{report.errors:,} errors in {report.seconds:.1f}s ({report.rows_per_second:,.1f} rows/s)",
+        highlight=False,
+    )
+    if report.pending == 0 and not report.interrupted:
+        console.print("nothing pending (use --retry-errors to redo rows that failed)", style="dim")
+    if report.reasons:
+        table = RichTable("reason", "rows", box=None, show_header=True, header_style="dim")
+        for reason, count in report.reasons.most_common(10):
+            table.add_row(reason, f"{count:,}")
+        console.print(table)
+
+
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch (one commit per batch).")]
+Limit = Annotated[int | None, typer.Option("--limit", min=0, help="Process at most N pending rows.")]
+RetryErrors = Annotated[bool, typer.Option("--retry-errors", help="Also redo rows whose status is an error.")]
+Workers = Annotated[int, typer.Option("--workers", min=1, help="Prefetch workers that decode and prepare rows.")]
+Pool = Annotated[str, typer.Option("--pool", help="Prefetch pool kind: thread or process.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def run_options(batch_size: int, limit: int | None, retry_errors: bool, workers: int, pool: str) -> RunOptions:
+    """Build the runner options from the shared step flags."""
+    if pool not in ("thread", "process"):
+        raise typer.BadParameter("use 'thread' or 'process'", param_hint="--pool")
+    return RunOptions(
+        batch_size=batch_size,
+        limit=limit,
+        retry_errors=retry_errors,
+        workers=workers,
+        pool=pool,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,138 @@
+"""Pure image functions: header probing, safe decoding, crop views. No I/O beyond the bytes given."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+_ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+class ImageProblem(Exception):
+    """The bytes are not a usable image; the message is the reason stored in the table."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says about an image."""
+
+    width: int
+    height: int
+    format: str
+
+
+def content_id(data: bytes) -> str:
+    """The stable id of an image: a 128-bit BLAKE2b hash of its bytes, as hex."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def source_id(source: str) -> str:
+    """The id of a row with no usable bytes: a hash of where it came from."""
+    return "src-" + hashlib.blake2b(source.encode(), digest_size=14).hexdigest()
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise ImageProblem("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageProblem(f"too many pixels ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageProblem("not an image (unrecognised format)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageProblem(f"unreadable header ({exc})") from exc
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageProblem(f"bad size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageProblem(f"too many pixels: {w}x{h} = {w * h:,} > max_pixels {max_pixels:,}")
+    return img
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block must not make a good image unusable
+        return 1
+
+
+def _is_truncated(data: bytes, fmt: str) -> bool:
+    """Cheap end-of-stream checks for the common formats (no decoding)."""
+    if fmt == "JPEG":
+        last_scan = data.rfind(b"\xff\xda")
+        return last_scan == -1 or data.find(b"\xff\xd9", last_scan) == -1
+    if fmt == "PNG":
+        return data.rfind(b"IEND") == -1
+    if fmt == "GIF":
+        return not data.rstrip(b"\x00").endswith(b";")
+    return False
+
+
+def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Read size and format from the header (EXIF orientation applied); raise ImageProblem if unusable."""
+    img = _open(data, max_pixels)
+    fmt = img.format or "UNKNOWN"
+    if _is_truncated(data, fmt):
+        raise ImageProblem(f"truncated {fmt} file")
+    w, h = img.size
+    if fmt in ("JPEG", "TIFF", "WEBP", "PNG", "MPO", "HEIF") and _orientation(img) in _ROTATED_ORIENTATIONS:
+        w, h = h, w
+    return ImageInfo(width=w, height=h, format=fmt)
+
+
+def decode(data: bytes, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode to an upright RGB image; with `min_side`, JPEGs decode at the smallest scale whose
+    short side is still at least `min_side` (draft mode)."""
+    img = _open(data, max_pixels)
+    try:
+        if min_side is not None and img.format == "JPEG":
+            w, h = img.size
+            scale = max(1.0, min(w, h) / min_side)
+            img.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
+        img.seek(0)  # animated images: the first frame
+        img = ImageOps.exif_transpose(img) or img
+        return to_rgb(img)
+    except ImageProblem:
+        raise
+    except Exception as exc:
+        raise ImageProblem(f"cannot decode ({type(exc).__name__}: {exc})") from exc
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any mode (palette, CMYK, 16-bit, alpha) to 8-bit RGB; transparency goes on white."""
+    if img.mode == "RGB":
+        img.load()
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grey: scale to 8 bits instead of clipping everything above 255 to white.
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / (65535.0 if top > 255 else 255.0))).clip(0, 255).astype("uint8"))
+        return img.convert("RGB")
+    if img.mode == "P" or img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return img.convert("RGB")
+
+
+def crop_view(img: Image.Image, box: tuple[int, int, int, int] | None) -> Image.Image:
+    """The view downstream steps see: the crop when a box is set, else the whole image."""
+    if box is None:
+        return img
+    left, top, right, bottom = box
+    w, h = img.size
+    left, top = max(0, min(left, w - 1)), max(0, min(top, h - 1))
+    right, bottom = max(left + 1, min(right, w)), max(top + 1, min(bottom, h))
+    return img.crop((left, top, right, bottom))

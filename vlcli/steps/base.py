@@ -1,0 +1,360 @@
+"""The step contract and the one runner that drives every step: scan pending, prepare, process, write back."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Literal, Protocol
+
+import pyarrow as pa
+
+from vlcli import __version__
+from vlcli.errors import StepInterrupted, UsageError
+from vlcli.schema import Column, status_column
+from vlcli.storage import Table
+
+MAX_REASON_CHARS = 300
+
+
+class RowSkipped(Exception):
+    """Raised by `prepare` or `process` for a row the step deliberately does not process."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options every step takes."""
+
+    batch_size: int = 64
+    limit: int | None = None
+    retry_errors: bool = False
+    workers: int = field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)))
+    pool: Literal["thread", "process"] = "thread"
+    prefetch: int = 2
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if self.limit is not None and self.limit < 0:
+            raise UsageError("--limit must be 0 or more")
+        if self.workers < 1:
+            raise UsageError("--workers must be at least 1")
+        if self.pool not in ("thread", "process"):
+            raise UsageError("--pool must be 'thread' or 'process'")
+        if self.prefetch < 1:
+            raise UsageError("--prefetch must be at least 1")
+
+
+class Progress(Protocol):
+    """Where the runner reports progress; the CLI draws it, the library stays silent."""
+
+    def start(self, step: str, total: int | None) -> None:
+        """Work on `total` rows begins (None when the total is not known in advance)."""
+
+    def advance(self, rows: int, errors: int) -> None:
+        """`rows` more rows were committed, `errors` of them with an error status."""
+
+    def finish(self) -> None:
+        """The run ended (done, failed or interrupted)."""
+
+
+class Step:
+    """A unit of work over rows: declares what it reads and writes; the runner does the rest."""
+
+    name: ClassVar[str] = "step"
+    reads: ClassVar[tuple[str, ...]] = ("id",)
+    writes: ClassVar[tuple[Column, ...]] = ()
+    requires: ClassVar[str | None] = "ingest_status = 'ok'"
+
+    @property
+    def status(self) -> str:
+        """Name of this step's status column."""
+        return f"{self.name}_status"
+
+    def columns(self) -> tuple[Column, ...]:
+        """Every column the step fills, its status column last."""
+        return (*self.writes, status_column(self.name))
+
+    def pending_filter(self, retry_errors: bool = False) -> str:
+        """The predicate selecting rows this step still has to do."""
+        todo = f"{self.status} IS NULL"
+        if retry_errors:
+            todo = f"({todo} OR {self.status} LIKE 'error:%')"
+        return f"{todo} AND ({self.requires})" if self.requires else todo
+
+    def setup(self) -> None:
+        """Load models once per process, before the first batch (not called when nothing is pending)."""
+
+    def prepare(self, row: dict[str, Any]) -> Any:
+        """Per-row CPU work (decode, resize) run in the prefetch pool; raise to fail the row."""
+        return row
+
+    def process(self, items: list[Any]) -> list[dict[str, Any]]:
+        """Compute one result per prepared item: a dict of written columns (status defaults to ok)."""
+        raise NotImplementedError
+
+    def provenance(self) -> dict[str, Any]:
+        """Model names, revisions and parameters that determine this step's output."""
+        return {}
+
+
+@dataclass
+class StepReport:
+    """What a step run did."""
+
+    step: str
+    pending: int = 0
+    done: int = 0
+    skipped: int = 0
+    errors: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    interrupted: bool = False
+    tag: str | None = None
+
+    @property
+    def processed(self) -> int:
+        """Rows committed in this run, whatever their outcome."""
+        return self.done + self.skipped + self.errors
+
+    @property
+    def rows_per_second(self) -> float:
+        """Throughput of this run."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def count(self, status: str) -> None:
+        """Add one committed row with `status` to the tallies."""
+        if status == "ok":
+            self.done += 1
+            return
+        if status.startswith("skipped"):
+            self.skipped += 1
+        else:
+            self.errors += 1
+        self.reasons[reason_key(status)] += 1
+
+
+def reason_key(status: str) -> str:
+    """Group statuses by their reason, dropping per-row details: 'error: cannot decode (x)' -> 'error: cannot decode'."""
+    kind, _, rest = status.partition(": ")
+    rest = rest.split(" (")[0].split(": ")[0].strip()
+    return f"{kind}: {rest}" if rest else kind
+
+
+def error_status(exc: BaseException) -> str:
+    """The status text for a row that raised `exc`."""
+    if isinstance(exc, RowSkipped):
+        return "skipped: " + _one_line(str(exc) or "skipped")
+    text = str(exc)
+    # ImageProblem and friends carry a user-facing reason; others get their type for debugging.
+    if type(exc).__name__ not in ("ImageProblem", "RowError"):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return "error: " + _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
+# --- the runner ----------------------------------------------------------------------------
+
+_Prepared = tuple[str, bool, Any]  # (id, ok, prepared value or status text)
+
+
+def _prepare_chunk(step: Step, rows: list[dict[str, Any]]) -> list[_Prepared]:
+    out: list[_Prepared] = []
+    for row in rows:
+        try:
+            out.append((row["id"], True, step.prepare(row)))
+        except Exception as exc:
+            out.append((row["id"], False, error_status(exc)))
+    return out
+
+
+@dataclass
+class _Batch:
+    chunks: list[Future[list[_Prepared]]]
+
+
+def _chunks(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, Any]]]:
+    size = max(1, -(-len(rows) // n))
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+class _Prefetcher:
+    """Reads pending batches and submits their `prepare` work ahead of the consumer, boundedly."""
+
+    _END = object()
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], step: Step, pool: Executor, opts: RunOptions) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=opts.prefetch)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._fill, args=(batches, step, pool, opts.workers), daemon=True, name="vl-prefetch"
+        )
+        self._thread.start()
+
+    def _fill(self, batches: Iterator[pa.RecordBatch], step: Step, pool: Executor, workers: int) -> None:
+        try:
+            for batch in batches:
+                rows = batch.to_pylist()
+                futures = [pool.submit(_prepare_chunk, step, chunk) for chunk in _chunks(rows, workers)]
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(_Batch(futures), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # surfaced in the consumer thread
+            self._error = exc
+        finally:
+            self._put_end()
+
+    def _put_end(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(self._END, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[list[_Prepared]]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield [p for f in item.chunks for p in f.result()]
+
+    def close(self) -> None:
+        """Stop reading ahead."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _normalise(step: Step, result: dict[str, Any]) -> dict[str, Any]:
+    status = result.get(step.status) or "ok"
+    if not (status == "ok" or status.startswith("skipped") or status.startswith("error")):
+        raise ValueError(f"{step.name}: bad status {status!r} (use ok, 'skipped: why' or 'error: why')")
+    row = {c.name: result.get(c.name) for c in step.writes}
+    row[step.status] = status
+    return row
+
+
+def _failed(step: Step, status: str) -> dict[str, Any]:
+    row: dict[str, Any] = {c.name: None for c in step.writes}
+    row[step.status] = status
+    return row
+
+
+def _process_one(step: Step, value: Any) -> dict[str, Any]:
+    try:
+        outs = step.process([value])
+        if len(outs) != 1:
+            raise RuntimeError(f"{step.name}.process returned {len(outs)} results for 1 row")
+        return _normalise(step, outs[0])
+    except Exception as exc:
+        return _failed(step, error_status(exc))
+
+
+def _process(step: Step, prepared: Sequence[_Prepared]) -> list[dict[str, Any]]:
+    """Results in input order; a failing batch falls back to row by row so one bad row fails alone."""
+    results = {row_id: _failed(step, value) for row_id, ok, value in prepared if not ok}
+    good = [(row_id, value) for row_id, ok, value in prepared if ok]
+    if good:
+        try:
+            outs = step.process([v for _, v in good])
+            if len(outs) != len(good):
+                raise RuntimeError(f"{step.name}.process returned {len(outs)} results for {len(good)} rows")
+            results.update({row_id: _normalise(step, out) for (row_id, _), out in zip(good, outs)})
+        except Exception:
+            results.update({row_id: _process_one(step, value) for row_id, value in good})
+    return [{"id": row_id, **results[row_id]} for row_id, _, _ in prepared]
+
+
+def _results_table(step: Step, rows: list[dict[str, Any]]) -> pa.Table:
+    schema = pa.schema([pa.field("id", pa.string()), *(c.field() for c in step.columns())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _make_pool(opts: RunOptions) -> Executor:
+    if opts.pool == "process":
+        return ProcessPoolExecutor(max_workers=opts.workers)
+    return ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vl-prepare")
+
+
+def run_step(
+    table: Table, step: Step, options: RunOptions | None = None, progress: Progress | None = None
+) -> StepReport:
+    """Run `step` over every pending row of `table`, committing each batch; resumable at any point."""
+    opts = options or RunOptions()
+    report = StepReport(step=step.name)
+    started = time.perf_counter()
+    table.ensure_columns(c.field() for c in step.columns())
+    where = step.pending_filter(opts.retry_errors)
+    pending = table.count(where)
+    report.pending = pending if opts.limit is None else min(pending, opts.limit)
+    if progress is not None:
+        progress.start(step.name, report.pending)
+    if report.pending == 0:
+        report.seconds = time.perf_counter() - started
+        if progress is not None:
+            progress.finish()
+        return report
+
+    step.setup()
+    snapshot = Table(table.path, table._ds)  # scans read one version while writes add new ones
+    columns = list(dict.fromkeys(["id", *step.reads]))
+    batches = snapshot.scan(columns, where, batch_size=opts.batch_size, limit=opts.limit or None)
+    pool = _make_pool(opts)
+    prefetcher = _Prefetcher(batches, step, pool, opts)
+    try:
+        for prepared in prefetcher:
+            rows = _process(step, prepared)
+            table.write_back(_results_table(step, rows))
+            errors_before = report.errors
+            for r in rows:
+                report.count(r[step.status])
+            if progress is not None:
+                progress.advance(len(rows), report.errors - errors_before)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        report.seconds = time.perf_counter() - started
+        raise StepInterrupted(
+            f"{step.name} interrupted after {report.processed} rows; everything committed is kept: "
+            "rerun the same command to resume",
+            report,
+        ) from None
+    finally:
+        prefetcher.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+        if progress is not None:
+            progress.finish()
+    _finish(table, step, opts, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _finish(table: Table, step: Step, opts: RunOptions, report: StepReport) -> None:
+    table.set_metadata(
+        f"provenance.{step.name}",
+        {
+            "vl_version": __version__,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "params": step.provenance(),
+            "rows": report.processed,
+        },
+    )
+    table.cleanup()
+    report.tag = table.tag(step.name)

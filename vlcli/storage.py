@@ -1,0 +1,234 @@
+"""The only module that talks to Lance: create, add columns, pending scans, write-back, versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import lance
+import polars as pl
+import pyarrow as pa
+
+from vlcli.errors import QueryError, TableExistsError, TableNotFoundError, VlError
+
+# Lance raises plain OSError/RuntimeError for commit conflicts; these words identify them.
+_CONFLICT_WORDS = ("conflict", "retryable", "concurrent")
+_META_PREFIX = "vl."
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(w in text for w in _CONFLICT_WORDS)
+
+
+def _retry(action: Any, attempts: int = 8) -> Any:
+    """Run `action()`, retrying commit conflicts with a short backoff."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (OSError, RuntimeError, ValueError) as exc:
+            if not _is_conflict(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def table_exists(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` holds a Lance dataset."""
+    return os.path.isdir(os.path.join(os.fspath(path), "_versions"))
+
+
+class Table:
+    """One Lance dataset: the system of record, one row per image."""
+
+    def __init__(self, path: str | os.PathLike[str], dataset: lance.LanceDataset) -> None:
+        self.path = os.fspath(path)
+        self._ds = dataset
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Table:
+        """Open an existing table."""
+        if not table_exists(path):
+            raise TableNotFoundError(f"no vl table at {os.fspath(path)!r} (create one with `vl ingest SRC TABLE`)")
+        return cls(path, lance.dataset(os.fspath(path)))
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], schema: pa.Schema) -> Table:
+        """Create an empty table with `schema`."""
+        if table_exists(path):
+            raise TableExistsError(f"a table already exists at {os.fspath(path)!r}")
+        ds = lance.write_dataset(schema.empty_table(), os.fspath(path), mode="create")
+        return cls(path, ds)
+
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike[str], schema: pa.Schema) -> Table:
+        """Open the table at `path`, creating it with `schema` when absent."""
+        if table_exists(path):
+            return cls.open(path)
+        return cls.create(path, schema)
+
+    def refresh(self) -> None:
+        """Move to the latest committed version (other processes may have written)."""
+        self._ds = lance.dataset(self.path)
+
+    # --- reading ---------------------------------------------------------------------------
+    @property
+    def schema(self) -> pa.Schema:
+        """The current Arrow schema."""
+        return self._ds.schema
+
+    @property
+    def version(self) -> int:
+        """The version this handle reads."""
+        return int(self._ds.version)
+
+    def count(self, where: str | None = None) -> int:
+        """Number of rows, optionally matching a SQL predicate."""
+        try:
+            return int(self._ds.count_rows(where))
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise QueryError(f"bad predicate {where!r}: {_first_line(exc)}") from exc
+
+    def scan(
+        self,
+        columns: Iterable[str],
+        where: str | None = None,
+        *,
+        batch_size: int = 1024,
+        limit: int | None = None,
+        fragment_ids: Iterable[int] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream rows matching `where`, reading only `columns`."""
+        fragments = None
+        if fragment_ids is not None:
+            wanted = set(fragment_ids)
+            fragments = [f for f in self._ds.get_fragments() if f.fragment_id in wanted]
+        try:
+            scanner = self._ds.scanner(
+                columns=list(columns), filter=where, batch_size=batch_size, limit=limit, fragments=fragments
+            )
+            yield from scanner.to_batches()
+        except (ValueError, OSError, RuntimeError) as exc:
+            if isinstance(exc, VlError):
+                raise
+            raise QueryError(f"cannot scan {where!r}: {_first_line(exc)}") from exc
+
+    def to_arrow(self, columns: Iterable[str], where: str | None = None) -> pa.Table:
+        """Read `columns` of the rows matching `where` into memory."""
+        return pa.Table.from_batches(list(self.scan(columns, where)), schema=self._project(columns))
+
+    def _project(self, columns: Iterable[str]) -> pa.Schema:
+        return pa.schema([self.schema.field(c) for c in columns])
+
+    def lazy(self) -> pl.LazyFrame:
+        """A polars LazyFrame over the table; only the columns a query names are read."""
+        return pl.scan_lance(self._ds)
+
+    def fragment_ids(self) -> list[int]:
+        """Ids of the table's fragments, in order."""
+        return [f.fragment_id for f in self._ds.get_fragments()]
+
+    def bytes_read(self) -> int:
+        """Bytes this handle has read since the last call (for tests and benchmarks)."""
+        return int(self._ds.io_stats_incremental().read_bytes)
+
+    # --- writing ---------------------------------------------------------------------------
+    def append(self, rows: pa.Table) -> None:
+        """Append new rows; columns the rows lack are written as NULL."""
+        if rows.num_rows == 0:
+            return
+        schema = self.schema
+        missing = [n for n in rows.column_names if n not in schema.names]
+        if missing:
+            raise VlError(f"append has columns the table lacks: {missing}")
+        arrays = [
+            rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+            for f in schema
+        ]
+        data = pa.Table.from_arrays(arrays, schema=schema)
+        self._ds = _retry(lambda: lance.write_dataset(data, self.path, mode="append"))
+
+    def ensure_columns(self, fields: Iterable[pa.Field]) -> list[str]:
+        """Add the fields the table lacks as all-NULL columns (metadata only); return their names."""
+        wanted = list(fields)
+
+        def add() -> list[str]:
+            self.refresh()
+            missing = [f for f in wanted if f.name not in self.schema.names]
+            if missing:
+                self._ds.add_columns(missing)
+                self.refresh()
+            return [f.name for f in missing]
+
+        added: list[str] = _retry(add)
+        for f in wanted:
+            have = self.schema.field(f.name).type
+            if have != f.type:
+                raise VlError(f"column {f.name!r} is {have} in the table but the step writes {f.type}")
+        return added
+
+    def write_back(self, rows: pa.Table) -> None:
+        """Fill columns of existing rows keyed on `id`, rewriting only those columns."""
+        if rows.num_rows == 0:
+            return
+        schema = self.schema
+        data = rows.cast(pa.schema([schema.field(n) for n in rows.column_names]))
+
+        def merge() -> None:
+            self._ds.merge_insert("id").when_matched_update_all().write_mode("rewrite_columns").execute(data)
+
+        _retry(merge)
+        self.refresh()
+
+    # --- versions and metadata -------------------------------------------------------------
+    def tag(self, name: str) -> str:
+        """Tag the current version as `name-v<version>` and return the tag."""
+        self.refresh()
+        tag = f"{name}-v{self.version}"
+        if tag not in self._ds.tags.list():
+            self._ds.tags.create(tag, self.version)
+        return tag
+
+    def tags(self) -> dict[str, int]:
+        """Tag name to version number."""
+        return {name: int(info["version"]) for name, info in self._ds.tags.list().items()}
+
+    def versions(self) -> int:
+        """How many versions are kept on disk."""
+        return len(self._ds.versions())
+
+    def cleanup(self, older_than: timedelta = timedelta(seconds=30)) -> None:
+        """Delete old versions' files (tagged versions are kept)."""
+        self._ds.cleanup_old_versions(older_than=older_than, error_if_tagged_old_versions=False)
+
+    def size_on_disk(self) -> int:
+        """Bytes the table's folder takes on disk."""
+        total = 0
+        for root, _dirs, files in os.walk(self.path):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except OSError:
+                    pass
+        return total
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Store a JSON value in the table's config under `vl.<key>`."""
+        text = json.dumps(value, sort_keys=True, default=str)
+        _retry(lambda: self._ds.update_config({_META_PREFIX + key: text}))
+        self.refresh()
+
+    def metadata(self) -> dict[str, Any]:
+        """Every `vl.` metadata value stored on the table."""
+        config = self._ds.config()
+        return {k[len(_META_PREFIX) :]: json.loads(v) for k, v in config.items() if k.startswith(_META_PREFIX)}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
