@@ -72,6 +72,10 @@ class Table:
             return cls.open(path)
         return cls.create(path, schema)
 
+    def snapshot(self) -> Table:
+        """A handle pinned to the current version: reads stay consistent while others commit."""
+        return Table(self.path, self._ds)
+
     def refresh(self) -> None:
         """Move to the latest committed version (other processes may have written)."""
         self._ds = lance.dataset(self.path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import threading
@@ -37,6 +38,8 @@ class RunOptions:
     workers: int = field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)))
     pool: Literal["thread", "process"] = "thread"
     prefetch: int = 2
+    commit_rows: int = 1024
+    commit_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -49,6 +52,8 @@ class RunOptions:
             raise UsageError("--pool must be 'thread' or 'process'")
         if self.prefetch < 1:
             raise UsageError("--prefetch must be at least 1")
+        if self.commit_rows < 1 or self.commit_seconds < 0:
+            raise UsageError("--commit-rows must be at least 1 and --commit-seconds 0 or more")
 
 
 class Progress(Protocol):
@@ -290,7 +295,8 @@ def _results_table(step: Step, rows: list[dict[str, Any]]) -> pa.Table:
 
 def _make_pool(opts: RunOptions) -> Executor:
     if opts.pool == "process":
-        return ProcessPoolExecutor(max_workers=opts.workers)
+        # Lance's runtime is not fork-safe: workers start fresh and receive the step by pickle.
+        return ProcessPoolExecutor(max_workers=opts.workers, mp_context=multiprocessing.get_context("spawn"))
     return ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vl-prepare")
 
 
@@ -314,21 +320,21 @@ def run_step(
         return report
 
     step.setup()
-    snapshot = Table(table.path, table._ds)  # scans read one version while writes add new ones
     columns = list(dict.fromkeys(["id", *step.reads]))
-    batches = snapshot.scan(columns, where, batch_size=opts.batch_size, limit=opts.limit or None)
+    # The scan reads one pinned version while the commits below add new ones.
+    batches = table.snapshot().scan(columns, where, batch_size=opts.batch_size, limit=opts.limit or None)
     pool = _make_pool(opts)
     prefetcher = _Prefetcher(batches, step, pool, opts)
+    committer = _Committer(table, step, opts, report)
     try:
         for prepared in prefetcher:
             rows = _process(step, prepared)
-            table.write_back(_results_table(step, rows))
-            errors_before = report.errors
-            for r in rows:
-                report.count(r[step.status])
+            committer.add(rows)
             if progress is not None:
-                progress.advance(len(rows), report.errors - errors_before)
+                progress.advance(len(rows), sum(r[step.status].startswith("error") for r in rows))
+        committer.flush()
     except KeyboardInterrupt:
+        committer.flush()  # finished rows are kept; the batch in flight is abandoned
         report.interrupted = True
         report.seconds = time.perf_counter() - started
         raise StepInterrupted(
@@ -341,12 +347,40 @@ def run_step(
         pool.shutdown(wait=False, cancel_futures=True)
         if progress is not None:
             progress.finish()
-    _finish(table, step, opts, report)
+    _finish(table, step, report)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _finish(table: Table, step: Step, opts: RunOptions, report: StepReport) -> None:
+class _Committer:
+    """Buffers finished rows and commits them every `commit_rows` rows or `commit_seconds`.
+
+    Each commit rewrites the touched fragments' copy of the step's columns, so committing every
+    small batch would write far more than the columns hold; a crash loses at most one window.
+    """
+
+    def __init__(self, table: Table, step: Step, opts: RunOptions, report: StepReport) -> None:
+        self.table, self.step, self.opts, self.report = table, step, opts, report
+        self.rows: list[dict[str, Any]] = []
+        self.last = time.monotonic()
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer rows; commit when the window is full."""
+        self.rows.extend(rows)
+        if len(self.rows) >= self.opts.commit_rows or time.monotonic() - self.last >= self.opts.commit_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit whatever is buffered."""
+        if self.rows:
+            self.table.write_back(_results_table(self.step, self.rows))
+            for r in self.rows:
+                self.report.count(r[self.step.status])
+            self.rows = []
+        self.last = time.monotonic()
+
+
+def _finish(table: Table, step: Step, report: StepReport) -> None:
     table.set_metadata(
         f"provenance.{step.name}",
         {
