@@ -65,3 +65,30 @@ def test_metadata_round_trip(make_table: Callable[..., Table]) -> None:
     table = make_table(1)
     table.set_metadata("provenance.x", {"model": "m", "n": 3})
     assert Table.open(table.path).metadata()["provenance.x"] == {"model": "m", "n": 3}
+
+
+def test_concurrent_schema_changes_and_writes_are_retried(make_table: Callable[..., Table]) -> None:
+    import threading
+
+    table = make_table(40)
+    ids = table.to_arrow(["id"]).column("id").to_pylist()
+    errors: list[BaseException] = []
+
+    def fill(k: int) -> None:
+        try:
+            handle = Table.open(table.path)
+            name = f"c{k % 2}"  # two writers per column, on different rows
+            handle.ensure_columns([pa.field(name, pa.int64())])
+            mine = ids[k::4]
+            handle.write_back(pa.table({"id": mine, name: pa.array([k] * len(mine), pa.int64())}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fill, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    final = Table.open(table.path)
+    assert final.count("c0 IS NOT NULL") == 20 and final.count("c1 IS NOT NULL") == 20
