@@ -78,8 +78,12 @@ def main() -> None:
     kept = statistics.median(k for _, _, k in runs)
     new_columns = pa.table({"noop_value": [1] * args.rows, "noop_status": ["ok"] * args.rows}).nbytes
     print(f"runner: no-op step, {args.rows:,} rows, batch {args.batch_size:,}, {args.repeat} runs")
-    print(f"  rows/s median {statistics.median(speeds):,.0f} (min {min(speeds):,.0f}, max {max(speeds):,.0f})")
-    print(f"  new columns in Arrow: {new_columns:,} bytes; image bytes in table: {args.rows * args.image_bytes:,}")
+    print(
+        f"  rows/s median {statistics.median(speeds):,.0f} (min {min(speeds):,.0f}, max {max(speeds):,.0f})"
+    )
+    print(
+        f"  new columns in Arrow: {new_columns:,} bytes; image bytes in table: {args.rows * args.image_bytes:,}"
+    )
     print(f"  written during the run (every commit): {during:,.0f} bytes = {during / new_columns:.2f}x")
     print(f"  kept after cleanup_old_versions: {kept:,.0f} bytes = {kept / new_columns:.2f}x")
 

@@ -16,9 +16,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-from vlcli.images import content_id, probe  # noqa: E402
-from vlcli.schema import ingest_schema  # noqa: E402
-from vlcli.storage import Table  # noqa: E402
+from vlcli.images import content_id, probe
+from vlcli.schema import ingest_schema
+from vlcli.storage import Table
 
 
 def jpeg_bytes(seed: int, size: tuple[int, int] = (64, 48), quality: int = 85) -> bytes:

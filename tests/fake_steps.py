@@ -24,7 +24,9 @@ class DigestStep(Step):
         Column("digest_pixels", pa.int64(), "decoded width * height"),
     )
 
-    def __init__(self, log: str | None = None, delay: float = 0.0, fail_ids: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, log: str | None = None, delay: float = 0.0, fail_ids: frozenset[str] = frozenset()
+    ) -> None:
         self.log = log
         self.delay = delay
         self.fail_ids = fail_ids

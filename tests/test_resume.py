@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fake_steps import DigestStep
+
 from vlcli.steps.base import RunOptions, run_step
 from vlcli.storage import Table
 
@@ -40,7 +41,9 @@ def _wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
     raise AssertionError(f"the step never logged {n} rows")
 
 
-def test_sigkill_mid_run_then_rerun_equals_uninterrupted(make_table: Callable[..., Table], tmp_path: Path) -> None:
+def test_sigkill_mid_run_then_rerun_equals_uninterrupted(
+    make_table: Callable[..., Table], tmp_path: Path
+) -> None:
     table = make_table(40)
     reference = Table.open(shutil.copytree(table.path, tmp_path / "reference.lance"))
     run_step(reference, DigestStep(), RunOptions(batch_size=4))

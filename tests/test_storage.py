@@ -33,7 +33,11 @@ def test_write_back_does_not_rewrite_images(make_table: Callable[..., Table]) ->
     image_bytes = sum(table.to_arrow(["file_size"]).column("file_size").to_pylist())
     assert written < image_bytes / 20, (written, image_bytes)
     scores = table.to_arrow(["id", "x_score"])
-    filled = {i for i, s in zip(scores.column("id").to_pylist(), scores.column("x_score").to_pylist()) if s}
+    filled = {
+        i
+        for i, s in zip(scores.column("id").to_pylist(), scores.column("x_score").to_pylist(), strict=False)
+        if s
+    }
     assert filled == set(ids[:20])
 
 

@@ -1,9 +1,9 @@
 """vl: turn a pile of raw images into a curated vision-language training set, one Lance table.
 
-    import vlcli
-    report = vlcli.ingest("photos/", "photos.lance")
-    table = vlcli.open_table("photos.lance")
-    print(vlcli.query(table, "SELECT format, count(*) AS n FROM images GROUP BY format"))
+import vlcli
+report = vlcli.ingest("photos/", "photos.lance")
+table = vlcli.open_table("photos.lance")
+print(vlcli.query(table, "SELECT format, count(*) AS n FROM images GROUP BY format"))
 """
 
 from __future__ import annotations

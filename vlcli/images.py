@@ -117,7 +117,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
         arr = np.asarray(img, dtype=np.float64)
         top = arr.max() or 1.0
-        img = Image.fromarray((arr * (255.0 / (65535.0 if top > 255 else 255.0))).clip(0, 255).astype("uint8"))
+        img = Image.fromarray(
+            (arr * (255.0 / (65535.0 if top > 255 else 255.0))).clip(0, 255).astype("uint8")
+        )
         return img.convert("RGB")
     if img.mode == "P" or img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         rgba = img.convert("RGBA")

@@ -20,7 +20,9 @@ class Column:
         return pa.field(self.name, self.type, nullable=True, metadata={"doc": self.doc})
 
 
-ID = Column("id", pa.string(), "stable row key: content hash of the bytes (or of the source for unreadable files)")
+ID = Column(
+    "id", pa.string(), "stable row key: content hash of the bytes (or of the source for unreadable files)"
+)
 SOURCE = Column("source", pa.string(), "where the image came from: a path or hf://dataset/split#index")
 DATASET = Column("dataset", pa.string(), "dataset name, from data/<dataset>/train/* or --dataset")
 IMAGE = Column("image", pa.large_binary(), "the original file bytes, exactly as ingested")
@@ -28,9 +30,21 @@ WIDTH = Column("width", pa.int32(), "width in pixels, after EXIF orientation")
 HEIGHT = Column("height", pa.int32(), "height in pixels, after EXIF orientation")
 FORMAT = Column("format", pa.string(), "image format as PIL names it (JPEG, PNG, ...)")
 FILE_SIZE = Column("file_size", pa.int64(), "size of the original bytes")
-INGEST_STATUS = Column("ingest_status", pa.string(), "ok, or error: <why> for a file that is not a usable image")
+INGEST_STATUS = Column(
+    "ingest_status", pa.string(), "ok, or error: <why> for a file that is not a usable image"
+)
 
-INGEST_COLUMNS: tuple[Column, ...] = (ID, SOURCE, DATASET, IMAGE, WIDTH, HEIGHT, FORMAT, FILE_SIZE, INGEST_STATUS)
+INGEST_COLUMNS: tuple[Column, ...] = (
+    ID,
+    SOURCE,
+    DATASET,
+    IMAGE,
+    WIDTH,
+    HEIGHT,
+    FORMAT,
+    FILE_SIZE,
+    INGEST_STATUS,
+)
 
 
 def ingest_schema(extra: list[pa.Field] | None = None) -> pa.Schema:
@@ -40,7 +54,9 @@ def ingest_schema(extra: list[pa.Field] | None = None) -> pa.Schema:
 
 def status_column(step: str) -> Column:
     """The `<step>_status` column every step owns."""
-    return Column(f"{step}_status", pa.string(), f"NULL = not done, ok, skipped: <why> or error: <why> ({step})")
+    return Column(
+        f"{step}_status", pa.string(), f"NULL = not done, ok, skipped: <why> or error: <why> ({step})"
+    )
 
 
 def step_names(schema: pa.Schema) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -54,7 +55,9 @@ class Table:
     def open(cls, path: str | os.PathLike[str]) -> Table:
         """Open an existing table."""
         if not table_exists(path):
-            raise TableNotFoundError(f"no vl table at {os.fspath(path)!r} (create one with `vl ingest SRC TABLE`)")
+            raise TableNotFoundError(
+                f"no vl table at {os.fspath(path)!r} (create one with `vl ingest SRC TABLE`)"
+            )
         return cls(path, lance.dataset(os.fspath(path)))
 
     @classmethod
@@ -151,7 +154,9 @@ class Table:
         if missing:
             raise VlError(f"append has columns the table lacks: {missing}")
         arrays = [
-            rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+            rows.column(f.name).cast(f.type)
+            if f.name in rows.column_names
+            else pa.nulls(rows.num_rows, f.type)
             for f in schema
         ]
         data = pa.Table.from_arrays(arrays, schema=schema)
@@ -215,10 +220,8 @@ class Table:
         total = 0
         for root, _dirs, files in os.walk(self.path):
             for f in files:
-                try:
+                with contextlib.suppress(OSError):
                     total += os.path.getsize(os.path.join(root, f))
-                except OSError:
-                    pass
         return total
 
     def set_metadata(self, key: str, value: Any) -> None:
@@ -230,7 +233,9 @@ class Table:
     def metadata(self) -> dict[str, Any]:
         """Every `vl.` metadata value stored on the table."""
         config = self._ds.config()
-        return {k[len(_META_PREFIX) :]: json.loads(v) for k, v in config.items() if k.startswith(_META_PREFIX)}
+        return {
+            k[len(_META_PREFIX) :]: json.loads(v) for k, v in config.items() if k.startswith(_META_PREFIX)
+        }
 
 
 def _first_line(exc: BaseException) -> str:

@@ -122,12 +122,16 @@ def print_report(report: StepReport) -> None:
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch (one commit per batch).")]
 Limit = Annotated[int | None, typer.Option("--limit", min=0, help="Process at most N pending rows.")]
 RetryErrors = Annotated[bool, typer.Option("--retry-errors", help="Also redo rows whose status is an error.")]
-Workers = Annotated[int, typer.Option("--workers", min=1, help="Prefetch workers that decode and prepare rows.")]
+Workers = Annotated[
+    int, typer.Option("--workers", min=1, help="Prefetch workers that decode and prepare rows.")
+]
 Pool = Annotated[str, typer.Option("--pool", help="Prefetch pool kind: thread or process.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def run_options(batch_size: int, limit: int | None, retry_errors: bool, workers: int, pool: str) -> RunOptions:
+def run_options(
+    batch_size: int, limit: int | None, retry_errors: bool, workers: int, pool: str
+) -> RunOptions:
     """Build the runner options from the shared step flags."""
     if pool not in ("thread", "process"):
         raise typer.BadParameter("use 'thread' or 'process'", param_hint="--pool")

@@ -198,7 +198,9 @@ class _Prefetcher:
 
     _END = object()
 
-    def __init__(self, batches: Iterator[pa.RecordBatch], step: Step, pool: Executor, opts: RunOptions) -> None:
+    def __init__(
+        self, batches: Iterator[pa.RecordBatch], step: Step, pool: Executor, opts: RunOptions
+    ) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=opts.prefetch)
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -282,7 +284,9 @@ def _process(step: Step, prepared: Sequence[_Prepared]) -> list[dict[str, Any]]:
             outs = step.process([v for _, v in good])
             if len(outs) != len(good):
                 raise RuntimeError(f"{step.name}.process returned {len(outs)} results for {len(good)} rows")
-            results.update({row_id: _normalise(step, out) for (row_id, _), out in zip(good, outs)})
+            results.update(
+                {row_id: _normalise(step, out) for (row_id, _), out in zip(good, outs, strict=False)}
+            )
         except Exception:
             results.update({row_id: _process_one(step, value) for row_id, value in good})
     return [{"id": row_id, **results[row_id]} for row_id, _, _ in prepared]
@@ -367,7 +371,10 @@ class _Committer:
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Buffer rows; commit when the window is full."""
         self.rows.extend(rows)
-        if len(self.rows) >= self.opts.commit_rows or time.monotonic() - self.last >= self.opts.commit_seconds:
+        if (
+            len(self.rows) >= self.opts.commit_rows
+            or time.monotonic() - self.last >= self.opts.commit_seconds
+        ):
             self.flush()
 
     def flush(self) -> None:
