@@ -1,0 +1,123 @@
+"""Where a table stands: per-step done / pending / skipped / error counts, versions, size, provenance."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from vlcli.schema import INGEST_STATUS, step_names
+from vlcli.steps.base import reason_key
+from vlcli.storage import Table
+
+TOP_REASONS = 5
+
+
+@dataclass
+class StepStatus:
+    """Counts for one step's status column; done + pending + blocked + skipped + errors = rows."""
+
+    step: str
+    done: int = 0
+    pending: int = 0
+    blocked: int = 0
+    skipped: int = 0
+    errors: int = 0
+    reasons: list[tuple[str, int]] = field(default_factory=list)
+    provenance: dict[str, Any] | None = None
+
+    @property
+    def total(self) -> int:
+        """Every row the counts cover."""
+        return self.done + self.pending + self.blocked + self.skipped + self.errors
+
+
+@dataclass
+class TableStatus:
+    """A snapshot of a table: rows, per-step counts, versions, tags, size and recorded metadata."""
+
+    path: str
+    rows: int
+    version: int
+    versions: int
+    tags: dict[str, int]
+    size_bytes: int
+    steps: list[StepStatus]
+    last_ingest: dict[str, Any] | None = None
+
+    def step(self, name: str) -> StepStatus:
+        """The counts of the step called `name`."""
+        for s in self.steps:
+            if s.step == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (reasons as {reason: rows})."""
+        out = asdict(self)
+        for step in out["steps"]:
+            step["reasons"] = dict(step["reasons"])
+        return out
+
+
+def table_status(table: Table) -> TableStatus:
+    """Count every step's outcomes, reading only the status columns (never image bytes)."""
+    meta = table.metadata()
+    steps = step_names(table.schema)
+    counts = _status_counts(table, steps) if steps else {}
+    return TableStatus(
+        path=table.path,
+        rows=table.count(),
+        version=table.version,
+        versions=table.versions(),
+        tags=table.tags(),
+        size_bytes=table.size_on_disk(),
+        steps=[_step_status(name, counts[name], meta.get(f"provenance.{name}")) for name in steps],
+        last_ingest=meta.get("ingest.last"),
+    )
+
+
+# (status value or None, whether the row's ingest succeeded) -> rows
+_Counts = dict[tuple[str | None, bool], int]
+
+
+def _status_counts(table: Table, steps: list[str]) -> dict[str, _Counts]:
+    """One group-by per status column, all from a single lazy scan of the status columns."""
+    lf = table.lazy()
+    has_ingest = INGEST_STATUS.name in table.schema.names
+    ingest_ok = (pl.col(INGEST_STATUS.name) == "ok").fill_null(False) if has_ingest else pl.lit(True)
+    counts = pl.len().alias("n")
+    queries = [
+        lf.group_by(pl.col(f"{s}_status").alias("status"), ingest_ok.alias("ingest_ok")).agg(counts)
+        for s in steps
+    ]
+    frames = pl.collect_all(queries)
+    return {
+        s: {(row["status"], bool(row["ingest_ok"])): int(row["n"]) for row in frame.iter_rows(named=True)}
+        for s, frame in zip(steps, frames, strict=True)
+    }
+
+
+def _step_status(step: str, counts: _Counts, provenance: dict[str, Any] | None) -> StepStatus:
+    """Fold raw status values into done / pending / blocked / skipped / errors and top reasons."""
+    out = StepStatus(step=step, provenance=provenance)
+    reasons: Counter[str] = Counter()
+    for (status, ingest_ok), n in counts.items():
+        if status is None:
+            # A step never takes a row whose ingest failed, so that row waits forever: blocked.
+            if ingest_ok or step == "ingest":
+                out.pending += n
+            else:
+                out.blocked += n
+        elif status == "ok":
+            out.done += n
+        else:
+            if status.startswith("skipped"):
+                out.skipped += n
+            else:
+                out.errors += n
+            reasons[reason_key(status)] += n
+    out.reasons = reasons.most_common(TOP_REASONS)
+    return out
