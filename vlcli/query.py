@@ -1,0 +1,53 @@
+"""Polars SQL over a table registered as `images`, reading only the columns a query names."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from vlcli.errors import QueryError
+from vlcli.storage import Table
+
+TABLE_NAME = "images"
+
+
+def lazy_query(table: Table, sql: str) -> pl.LazyFrame:
+    """Plan `sql` over the table (registered as `images`) without reading any data."""
+    context = pl.SQLContext({TABLE_NAME: table.lazy()})
+    try:
+        return context.execute(sql, eager=False)
+    except pl.exceptions.PolarsError as exc:
+        raise QueryError(_message(exc)) from exc
+
+
+def query(table: Table, sql: str, *, limit: int | None = None) -> pl.DataFrame:
+    """Run `sql` and return the result; with `limit`, at most that many rows are computed and read."""
+    lf = lazy_query(table, sql)
+    if limit is not None:
+        lf = lf.head(limit)
+    try:
+        return lf.collect()
+    except pl.exceptions.PolarsError as exc:
+        raise QueryError(_message(exc)) from exc
+
+
+def _message(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else type(exc).__name__
+    if "relation" in first and "not found" in first:
+        first += f" (the table is called {TABLE_NAME!r}: SELECT ... FROM {TABLE_NAME})"
+    return f"bad query: {first}"
+
+
+def printable(df: pl.DataFrame, *, nested_as_json: bool = False) -> pl.DataFrame:
+    """Binary columns as '<N bytes>' (for CSV also nested columns as JSON text), so any format can show them."""
+    out = df
+    for name, dtype in df.schema.items():
+        if dtype == pl.Binary:
+            size = pl.col(name).bin.size().cast(pl.String)
+            out = out.with_columns(pl.format("<{} bytes>", size).alias(name))
+        elif nested_as_json and dtype.is_nested():
+            text = [None if v is None else json.dumps(v, default=str) for v in df[name].to_list()]
+            out = out.with_columns(pl.Series(name, text, dtype=pl.String))
+    return out
