@@ -1,0 +1,95 @@
+"""`vl ingest SRC TABLE`: parse options, call `vlcli.ingest.ingest` once, print the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from vlcli.cli.common import Quiet, RichProgress, console, handles_errors
+from vlcli.images import DEFAULT_MAX_PIXELS
+from vlcli.ingest import IngestOptions, IngestReport, ingest
+
+Src = Annotated[
+    str,
+    typer.Argument(
+        help="A folder of images, a text file of paths, a Parquet file or folder, "
+        "a saved Hugging Face dataset folder, or a hub dataset id (owner/name).",
+        show_default=False,
+    ),
+]
+TablePath = Annotated[Path, typer.Argument(help="The Lance table to add rows to (created when missing).")]
+Dataset = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset", help="Dataset name for every row (default: from data/<name>/train/, else SRC's name)."
+    ),
+]
+Split = Annotated[str, typer.Option("--split", help="Split of a Hugging Face dataset.")]
+ImageColumn = Annotated[
+    str | None, typer.Option("--image-column", help="Column holding the images (Parquet / Hugging Face).")
+]
+KeepColumns = Annotated[
+    str | None,
+    typer.Option(
+        "--keep-columns", help="Comma-separated source columns to carry along (Parquet / Hugging Face)."
+    ),
+]
+MaxPixels = Annotated[
+    int,
+    typer.Option("--max-pixels", min=1, help="Larger images get an error row (decompression-bomb guard)."),
+]
+BatchRows = Annotated[int, typer.Option("--batch-rows", min=1, help="Rows per append (one commit each).")]
+
+
+def _columns(value: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
+
+
+@handles_errors
+def command(
+    src: Src,
+    table: TablePath,
+    dataset: Dataset = None,
+    split: Split = "train",
+    image_column: ImageColumn = None,
+    keep_columns: KeepColumns = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    batch_rows: BatchRows = 512,
+    quiet: Quiet = False,
+) -> None:
+    """Add the images of SRC to TABLE, one row each; rerunning adds only what is new."""
+    options = IngestOptions(
+        dataset=dataset,
+        split=split,
+        image_column=image_column,
+        keep_columns=_columns(keep_columns),
+        max_pixels=max_pixels,
+        batch_rows=batch_rows,
+    )
+    report = ingest(src, table, options, progress=RichProgress(enabled=False if quiet else None))
+    print_summary(report)
+
+
+def print_summary(report: IngestReport) -> None:
+    """Render an IngestReport: counts, top error reasons, ignored files, speed."""
+    console.print(
+        f"[bold]ingest[/] done: {report.added:,} added, {report.duplicates:,} duplicates "
+        f"({report.already_in_table:,} already in the table), {report.errors:,} errors, "
+        f"{report.ignored:,} ignored; {report.seen:,} seen in {report.seconds:.1f}s "
+        f"({report.mb_per_second:,.1f} MB/s)",
+        highlight=False,
+    )
+    if report.reasons:
+        reasons = RichTable("error", "rows", box=None, header_style="dim")
+        for reason, count in report.reasons.most_common(5):
+            reasons.add_row(reason, f"{count:,}")
+        console.print(reasons)
+    if report.ignored:
+        kinds = ", ".join(f"{ext} {n:,}" for ext, n in report.ignored_extensions.most_common(5))
+        console.print(
+            f"ignored {report.ignored:,} files without an image extension ({kinds})", highlight=False
+        )
+    console.print(f"table: {report.table}", highlight=False, style="dim")

@@ -1,0 +1,344 @@
+"""`vl ingest`: read images from a source into the table, one row per image, keyed on a content hash."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from vlcli import __version__
+from vlcli.errors import UsageError
+from vlcli.images import DEFAULT_MAX_PIXELS, ImageProblem, content_id, probe, source_id
+from vlcli.schema import ingest_schema
+from vlcli.sources import Record, Source, open_source
+from vlcli.steps.base import MAX_REASON_CHARS, Progress, error_status, reason_key
+from vlcli.storage import Table
+
+_CHUNK_ROWS = 16  # records per worker task: amortises task overhead, keeps the pool busy
+_CHUNK_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How to read a source and batch its rows into the table."""
+
+    dataset: str | None = None  # overrides the dataset name
+    split: str = "train"  # for Hugging Face datasets
+    image_column: str | None = None  # overrides auto-detection (Hugging Face / Parquet)
+    keep_columns: tuple[str, ...] = ()  # source columns carried along as table columns
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    batch_rows: int = 512  # append every N rows or batch_bytes, whichever first (flat memory)
+    batch_bytes: int = 256 * 2**20
+    workers: int = field(default_factory=lambda: min(8, (os.cpu_count() or 1) + 2))  # file reading + hashing
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1:
+            raise UsageError("--max-pixels must be at least 1")
+        if self.batch_rows < 1:
+            raise UsageError("--batch-rows must be at least 1")
+        if self.batch_bytes < 1:
+            raise UsageError("batch_bytes must be at least 1")
+        if self.workers < 1:
+            raise UsageError("workers must be at least 1")
+        if isinstance(self.keep_columns, str):
+            raise UsageError("--keep-columns: pass a tuple of names, e.g. ('caption', 'label')")
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did. seen = added + duplicates; errors counts unusable items seen (new or not)."""
+
+    seen: int = 0
+    added: int = 0
+    duplicates: int = 0  # already in the table, or an identical item earlier in this run
+    errors: int = 0
+    ignored: int = 0  # files skipped for their extension
+    reasons: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    bytes_read: int = 0
+    table: str = ""
+    already_in_table: int = 0  # the part of `duplicates` that a previous run had stored
+    ignored_extensions: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def mb_per_second(self) -> float:
+        """Source bytes read per second, in MB (10**6 bytes)."""
+        return self.bytes_read / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Row:
+    """One prepared record: its id, what the table stores, and whether the bytes were usable."""
+
+    id: str
+    record: Record
+    image: bytes | None
+    width: int | None
+    height: int | None
+    format: str | None
+    file_size: int | None
+    status: str
+
+
+# --- per-record work (runs in the worker threads) ---------------------------------------------
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _read_error(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"cannot read file ({exc.strerror or exc})"
+
+
+def _error_row(record: Record, reason: str, size: int | None) -> _Row:
+    text = " ".join(reason.split())[:MAX_REASON_CHARS]
+    status = text if text.startswith("error: ") else f"error: {text}"
+    return _Row(source_id(record.source), record, None, None, None, None, size, status)
+
+
+def prepare(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> _Row:
+    """Read, hash and probe one record; an unusable one becomes an error row, never an exception."""
+    if record.error is not None:
+        return _error_row(record, record.error, None)
+    data = record.data
+    if data is None:
+        if record.path is None:
+            return _error_row(record, "no bytes and no path", None)
+        try:
+            data = _read(record.path)
+        except OSError as exc:
+            return _error_row(record, _read_error(exc), None)
+    try:
+        info = probe(data, max_pixels)
+    except ImageProblem as exc:
+        return _error_row(record, str(exc), len(data))
+    except Exception as exc:  # a PIL plugin choking on a hostile header must not stop the run
+        return _error_row(record, error_status(exc), len(data))
+    return _Row(content_id(data), record, data, info.width, info.height, info.format, len(data), "ok")
+
+
+def _prepare_chunk(records: list[Record], max_pixels: int) -> list[_Row]:
+    return [prepare(r, max_pixels) for r in records]
+
+
+def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    size = 0
+    for record in records:
+        chunk.append(record)
+        size += record.size
+        if len(chunk) >= _CHUNK_ROWS or size >= _CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def prepared_rows(records: Iterable[Record], pool: ThreadPoolExecutor, opts: IngestOptions) -> Iterator[_Row]:
+    """Prepare records in the pool, in input order, reading ahead at most one batch (rows and bytes)."""
+    ahead: deque[tuple[Future[list[_Row]], int, int]] = deque()
+    rows = size = 0
+    for chunk in _chunks(records):
+        while ahead and (rows >= opts.batch_rows or size >= opts.batch_bytes):
+            future, n, b = ahead.popleft()
+            rows, size = rows - n, size - b
+            yield from future.result()
+        chunk_size = sum(r.size for r in chunk)
+        ahead.append((pool.submit(_prepare_chunk, chunk, opts.max_pixels), len(chunk), chunk_size))
+        rows, size = rows + len(chunk), size + chunk_size
+    while ahead:
+        yield from ahead.popleft()[0].result()
+
+
+# --- batching into the table ----------------------------------------------------------------
+
+
+class _Batch:
+    """New rows waiting to be appended, as columns."""
+
+    def __init__(self, extra_fields: list[pa.Field]) -> None:
+        self.schema = ingest_schema(extra_fields)
+        self.extra_names = [f.name for f in extra_fields]
+        self.rows: list[_Row] = []
+        self.bytes = 0
+
+    def add(self, row: _Row) -> None:
+        """Queue one new row."""
+        self.rows.append(row)
+        self.bytes += row.file_size or 0
+
+    def to_arrow(self) -> pa.Table:
+        """The queued rows as a table with the ingest schema plus carried columns."""
+        rows = self.rows
+        columns: dict[str, list[Any]] = {
+            "id": [r.id for r in rows],
+            "source": [r.record.source for r in rows],
+            "dataset": [r.record.dataset for r in rows],
+            "image": [r.image for r in rows],
+            "width": [r.width for r in rows],
+            "height": [r.height for r in rows],
+            "format": [r.format for r in rows],
+            "file_size": [r.file_size for r in rows],
+            "ingest_status": [r.status for r in rows],
+        }
+        for i, name in enumerate(self.extra_names):
+            columns[name] = [r.record.extra[i] for r in rows]
+        arrays = [pa.array(columns[f.name], type=f.type) for f in self.schema]
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def clear(self) -> None:
+        """Forget the queued rows (after they were appended)."""
+        self.rows = []
+        self.bytes = 0
+
+
+class _Run:
+    """The state of one ingest run: known ids, the pending batch, the report and progress."""
+
+    def __init__(self, table: Table, source: Source, opts: IngestOptions, progress: Progress | None) -> None:
+        self.table = table
+        self.opts = opts
+        self.progress = progress
+        self.known = existing_ids(table)
+        self.stored = len(self.known)  # ids before this run: tell "already stored" from twins in this run
+        self.new_ids: set[str] = set()
+        self.batch = _Batch(source.extra_fields)
+        self.report = IngestReport(
+            ignored=sum(source.ignored.values()), ignored_extensions=Counter(source.ignored), table=table.path
+        )
+        self._unreported = 0
+        self._unreported_errors = 0
+
+    def take(self, row: _Row) -> None:
+        """Count one prepared row and queue it for appending unless its id is already present."""
+        report = self.report
+        report.seen += 1
+        report.bytes_read += row.file_size or 0
+        self._unreported += 1
+        if row.status != "ok":
+            report.errors += 1
+            report.reasons[reason_key(row.status)] += 1
+            self._unreported_errors += 1
+        if row.id in self.known or row.id in self.new_ids:
+            report.duplicates += 1
+            report.already_in_table += row.id in self.known
+        else:
+            self.new_ids.add(row.id)
+            self.batch.add(row)
+        if len(self.batch.rows) >= self.opts.batch_rows or self.batch.bytes >= self.opts.batch_bytes:
+            self.flush()
+        elif not self.batch.rows and self._unreported >= self.opts.batch_rows:
+            self._advance()  # a long run of duplicates: nothing to commit, but the bar should move
+
+    def flush(self) -> None:
+        """Append the pending rows (one commit) and report progress."""
+        if self.batch.rows:
+            self.table.append(self.batch.to_arrow())
+            self.report.added += len(self.batch.rows)
+            self.batch.clear()
+        self._advance()
+
+    def _advance(self) -> None:
+        if self.progress is not None and self._unreported:
+            self.progress.advance(self._unreported, self._unreported_errors)
+        self._unreported = self._unreported_errors = 0
+
+
+# --- the public entry points ------------------------------------------------------------------
+
+
+def existing_ids(table: Table) -> set[str]:
+    """Every id already in the table (reads only the `id` column)."""
+    ids: set[str] = set()
+    for batch in table.scan(["id"], batch_size=65536):
+        ids.update(batch.column(0).to_pylist())
+    return ids
+
+
+def _open_table(table: str | os.PathLike[str] | Table, extra_fields: list[pa.Field]) -> Table:
+    tbl = table if isinstance(table, Table) else Table.open_or_create(table, ingest_schema(extra_fields))
+    schema = tbl.schema
+    for f in extra_fields:
+        if f.name in schema.names and schema.field(f.name).type != f.type:
+            raise UsageError(
+                f"--keep-columns: column {f.name!r} is {schema.field(f.name).type} in the table "
+                f"but {f.type} in the source"
+            )
+    if any(f.name not in schema.names for f in ingest_schema(extra_fields)):
+        tbl.ensure_columns(ingest_schema(extra_fields))
+    return tbl
+
+
+def ingest(
+    src: str | os.PathLike[str],
+    table: str | os.PathLike[str] | Table,
+    options: IngestOptions | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Add every image of `src` to `table` (created when missing); items already there are skipped."""
+    opts = options or IngestOptions()
+    source = open_source(
+        src,
+        dataset=opts.dataset,
+        split=opts.split,
+        image_column=opts.image_column,
+        keep_columns=opts.keep_columns,
+    )
+    return ingest_source(source, table, opts, progress)
+
+
+def ingest_source(
+    source: Source,
+    table: str | os.PathLike[str] | Table,
+    options: IngestOptions | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest from an already opened Source (custom sources, or a hub reader pointed at a local folder)."""
+    opts = options or IngestOptions()
+    started = time.perf_counter()
+    run = _Run(_open_table(table, source.extra_fields), source, opts, progress)
+    if progress is not None:
+        progress.start("ingest", source.total)
+    pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vl-ingest")
+    try:
+        for row in prepared_rows(source.records(), pool, opts):
+            run.take(row)
+        run.flush()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if progress is not None:
+            progress.finish()
+    run.report.seconds = time.perf_counter() - started
+    _finish(run.table, source, opts, run.report)
+    return run.report
+
+
+def _finish(table: Table, source: Source, opts: IngestOptions, report: IngestReport) -> None:
+    summary = {
+        "source": source.location,
+        "kind": source.kind,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "vl_version": __version__,
+        "options": {k: v for k, v in asdict(opts).items() if k not in ("workers",)},
+        **{k: getattr(report, k) for k in ("seen", "added", "duplicates", "errors", "ignored", "bytes_read")},
+        "reasons": dict(report.reasons.most_common(20)),
+        "seconds": round(report.seconds, 3),
+    }
+    table.set_metadata("ingest.last", summary)
+    table.tag("ingest")
+    table.cleanup()
