@@ -52,7 +52,9 @@ def test_filter_order_and_limit(heavy: Table) -> None:
 def test_reads_only_named_columns(heavy: Table) -> None:
     total_image_bytes = 40 * IMAGE_BYTES
     heavy.bytes_read()
-    df = query(heavy, "SELECT dataset, ingest_status, count(*) AS n FROM images GROUP BY dataset, ingest_status")
+    df = query(
+        heavy, "SELECT dataset, ingest_status, count(*) AS n FROM images GROUP BY dataset, ingest_status"
+    )
     assert df["n"].sum() == 40
     assert heavy.bytes_read() < total_image_bytes / 100
     # the measurement itself works: selecting the image does read the bytes

@@ -17,10 +17,14 @@ from vlcli.storage import Table
 def stepped(make_table: Callable[..., Table]) -> Table:
     """20 good rows, one failed ingest, and a fake step `fake` half done with a mix of outcomes."""
     table = make_table(20)
-    table.append(pa.table({"id": ["bad"], "source": ["mem://bad"], "ingest_status": ["error: not an image (x)"]}))
+    table.append(
+        pa.table({"id": ["bad"], "source": ["mem://bad"], "ingest_status": ["error: not an image (x)"]})
+    )
     table.ensure_columns([status_column("fake").field()])
     ids = sorted(table.to_arrow(["id"], "ingest_status = 'ok'")["id"].to_pylist())
-    statuses = ["ok"] * 5 + ["skipped: too small"] * 2 + ["error: cannot decode (a)", "error: cannot decode (b)"]
+    statuses = (
+        ["ok"] * 5 + ["skipped: too small"] * 2 + ["error: cannot decode (a)", "error: cannot decode (b)"]
+    )
     statuses.append("error: boom")
     table.write_back(pa.table({"id": ids[: len(statuses)], "fake_status": statuses}))
     table.set_metadata("provenance.fake", {"finished": "2030-01-01T00:00:00+00:00", "params": {"k": 1}})
