@@ -11,8 +11,11 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import typer
 from PIL import Image
+from typer.testing import CliRunner, Result
 
+from vlcli.cli import export as export_cli
 from vlcli.errors import ExportError, QueryError, UsageError
 from vlcli.export import export
 from vlcli.schema import ingest_schema
@@ -184,3 +187,51 @@ def test_decodes_like_pil(table: Table, tmp_path: Path) -> None:
     ds = datasets.load_from_disk(str(tmp_path / "hf"))
     expected = Image.open(io.BytesIO(originals(table)[ds[0]["id"]])).convert("RGB")
     assert ds[0]["image"].convert("RGB").tobytes() == expected.tobytes()
+
+
+def cli() -> typer.Typer:
+    """The export command on its own app."""
+    app = typer.Typer()
+    app.command("export")(export_cli.command)
+    app.command("noop")(lambda: None)  # two commands keep `export` a subcommand
+    return app
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli(), ["export", *args])
+
+
+def test_cli_exports_and_says_how_to_load(table: Table, tmp_path: Path) -> None:
+    target = str(tmp_path / "hf")
+    result = run(table.path, "--hf", target, "--columns", "width, height", "--where", "source = 'mem://2'")
+    assert result.exit_code == 0, result.output
+    assert "exported 1 rows" in result.output and "columns: id, width, height, image" in result.output
+    assert f"datasets.load_from_disk({target!r})" in result.output
+    ds = datasets.load_from_disk(target)
+    assert ds.column_names == ["id", "width", "height", "image"] and len(ds) == 1
+
+
+def test_cli_parquet_overwrite(table: Table, tmp_path: Path) -> None:
+    target = str(tmp_path / "pq")
+    assert run(table.path, "--parquet", target, "--shard-rows", "10", "--no-image").exit_code == 0
+    assert sorted(os.listdir(target)) == ["part-00000.parquet", "part-00001.parquet"]
+    refused = run(table.path, "--parquet", target)
+    assert refused.exit_code == 1 and "pass --overwrite" in refused.stderr
+    assert run(table.path, "--parquet", target, "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ([], 2, "exactly one of --hf DIR or --parquet DIR"),
+        (["--columns", "width,nope"], 2, "--columns: unknown column 'nope'"),
+        (["--where", "no_such_column = 1"], 1, "--where 'no_such_column = 1'"),
+        (["--where", "width >"], 1, "--where 'width >'"),
+    ],
+)
+def test_cli_errors(table: Table, tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    target = [] if not args else ["--parquet", str(tmp_path / "out")]
+    result = run(table.path, *target, *args)
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()

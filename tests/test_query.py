@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pytest
+import typer
+from typer.testing import CliRunner, Result
 
+from vlcli.cli import query as query_cli
 from vlcli.errors import QueryError
 from vlcli.query import printable, query
 from vlcli.schema import ingest_schema
@@ -90,3 +94,45 @@ def test_bad_sql_is_a_query_error(heavy: Table, sql: str, message: str) -> None:
         query(heavy, sql)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def cli() -> typer.Typer:
+    """The query command on its own app."""
+    app = typer.Typer()
+    app.command("query")(query_cli.command)
+    app.command("noop")(lambda: None)  # two commands keep `query` a subcommand
+    return app
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli(), ["query", *args])
+
+
+def test_cli_table_hides_bytes_and_limits_rows(heavy: Table) -> None:
+    result = run(heavy.path, "SELECT id, image FROM images ORDER BY id", "--limit", "3")
+    assert result.exit_code == 0, result.output
+    assert f"<{IMAGE_BYTES} bytes>" in result.output
+    assert "r02" in result.output and "r03" not in result.output
+    assert "first 3 rows shown" in result.output
+
+
+def test_cli_csv_and_json(heavy: Table) -> None:
+    sql = "SELECT dataset, count(*) AS n FROM images GROUP BY dataset ORDER BY dataset"
+    result = run(heavy.path, sql, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "dataset,n\na,30\nb,10\n"
+    result = run(heavy.path, sql, "--format", "json")
+    assert json.loads(result.stdout) == [{"dataset": "a", "n": 30}, {"dataset": "b", "n": 10}]
+    result = run(heavy.path, "SELECT id, image FROM images WHERE id = 'r05'", "--format", "json")
+    assert json.loads(result.stdout) == [{"id": "r05", "image": f"<{IMAGE_BYTES} bytes>"}]
+
+
+def test_cli_errors(heavy: Table, tmp_path: Path) -> None:
+    result = run(heavy.path, "SELECT nope FROM images")
+    assert result.exit_code == 1
+    assert 'bad query: unable to find column "nope"' in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # one message, no traceback
+    result = run(str(tmp_path / "missing.lance"), "SELECT 1")
+    assert result.exit_code == 1 and "no vl table" in result.stderr
+    result = run(heavy.path, "SELECT id FROM images", "--format", "xml")
+    assert result.exit_code == 2 and "--format" in result.output

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from vlcli.cli import status as status_cli
 from vlcli.schema import status_column
 from vlcli.status import TableStatus, table_status
 from vlcli.storage import Table
@@ -68,3 +72,38 @@ def test_json_is_serialisable(stepped: Table) -> None:
     data = json.loads(json.dumps(table_status(stepped).to_dict()))
     assert data["steps"][1]["reasons"]["error: cannot decode"] == 2
     assert isinstance(table_status(stepped), TableStatus)
+
+
+def cli() -> typer.Typer:
+    """The status command on its own app (the full `vl` app is covered by the CLI reference test)."""
+    app = typer.Typer()
+    app.command("status")(status_cli.command)
+    app.command("noop")(lambda: None)  # two commands keep `status` a subcommand
+    return app
+
+
+def test_cli_renders_counts(stepped: Table) -> None:
+    result = CliRunner().invoke(cli(), ["status", stepped.path])
+    assert result.exit_code == 0, result.output
+    assert "21 rows" in result.output
+    assert "error: cannot decode" in result.output and "blocked" in result.output
+    fake_rows = [line.split() for line in result.output.splitlines() if line.split()[:1] == ["fake"]]
+    assert fake_rows[0][1:6] == ["5", "10", "1", "2", "3"]  # done pending blocked skipped errors
+
+
+def test_cli_json(stepped: Table) -> None:
+    result = CliRunner().invoke(cli(), ["status", stepped.path, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["rows"] == 21
+    assert {s["step"]: s["pending"] for s in data["steps"]} == {"ingest": 0, "fake": 10}
+
+
+def test_cli_missing_table(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli(), ["status", str(tmp_path / "nope.lance")])
+    assert result.exit_code == 1
+    assert "no vl table at" in result.stderr and "vl ingest" in result.stderr
+
+
+def test_human_bytes() -> None:
+    assert [status_cli.human_bytes(n) for n in (12, 1536, 5 * 1024**3)] == ["12 B", "1.5 KB", "5.0 GB"]

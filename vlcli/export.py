@@ -52,7 +52,7 @@ class ExportReport:
         if self.format == "hf":
             return f"datasets.load_from_disk({self.target!r})"
         files = str(Path(self.target) / "part-*.parquet")
-        return f'datasets.load_dataset("parquet", data_files={files!r}, split="train")'
+        return f"datasets.load_dataset('parquet', data_files={files!r}, split='train')"
 
 
 def export(

@@ -1,0 +1,81 @@
+"""`vl status TABLE`: per-step done / pending / skipped / error counts, versions, tags and size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table as RichTable
+
+from vlcli.cli.common import console, handles_errors
+from vlcli.status import TableStatus, table_status
+from vlcli.storage import Table
+
+
+@handles_errors
+def command(
+    table: Annotated[Path, typer.Argument(help="The table (a Lance folder).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Show how far every step has got: done, pending, blocked, skipped and errors with top reasons."""
+    status = table_status(Table.open(table))
+    if as_json:
+        print(json.dumps(status.to_dict(), indent=2, default=str))
+        return
+    render(status)
+
+
+def render(status: TableStatus) -> None:
+    """Print a status snapshot as rich tables."""
+    console.print(
+        f"[bold]{escape(status.path)}[/]: {status.rows:,} rows, {human_bytes(status.size_bytes)} on disk, "
+        f"version {status.version} ({status.versions} kept)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    counts = RichTable("step", "done", "pending", "blocked", "skipped", "errors", "last run", box=None)
+    for s in status.steps:
+        counts.add_row(
+            s.step,
+            f"[green]{s.done:,}[/]",
+            f"{s.pending:,}",
+            _dim_zero(s.blocked),
+            _dim_zero(s.skipped, "yellow"),
+            _dim_zero(s.errors, "red"),
+            str((s.provenance or {}).get("finished", "")),
+        )
+    console.print(counts)
+    reasons = RichTable("step", "top reasons", "rows", box=None, header_style="dim")
+    for s in status.steps:
+        for reason, n in s.reasons:
+            reasons.add_row(s.step, escape(reason), f"{n:,}")
+    if reasons.row_count:
+        console.print(reasons)
+    if any(s.blocked for s in status.steps):
+        console.print("blocked: not done and never will be, because the row's ingest failed", style="dim")
+    if status.tags:
+        tags = ", ".join(f"{name}" for name, _ in sorted(status.tags.items(), key=lambda kv: kv[1]))
+        console.print(f"tags: {tags}", highlight=False)
+    if status.last_ingest:
+        summary = ", ".join(
+            f"{k}={v}" for k, v in status.last_ingest.items() if not isinstance(v, (dict, list))
+        )
+        console.print(f"last ingest: {summary}", highlight=False)
+
+
+def _dim_zero(n: int, colour: str | None = None) -> str:
+    if n == 0:
+        return "[dim]0[/]"
+    return f"[{colour}]{n:,}[/]" if colour else f"{n:,}"
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KB'."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
