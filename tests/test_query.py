@@ -66,6 +66,14 @@ def test_reads_only_named_columns(heavy: Table) -> None:
     assert heavy.bytes_read() >= total_image_bytes
 
 
+def test_limit_and_where_reach_the_scan(heavy: Table) -> None:
+    heavy.bytes_read()
+    assert query(heavy, "SELECT * FROM images", limit=3).height == 3
+    assert heavy.bytes_read() < 10 * IMAGE_BYTES
+    assert query(heavy, "SELECT id, image FROM images WHERE id = 'r07'").height == 1
+    assert heavy.bytes_read() < 5 * IMAGE_BYTES
+
+
 def test_select_star_keeps_bytes_and_printable_hides_them(heavy: Table) -> None:
     df = query(heavy, "SELECT * FROM images WHERE id = 'r01'")
     assert len(df["image"][0]) == IMAGE_BYTES

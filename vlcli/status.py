@@ -67,6 +67,11 @@ def table_status(table: Table) -> TableStatus:
     meta = table.metadata()
     steps = step_names(table.schema)
     counts = _status_counts(table, steps) if steps else {}
+    last_ingest = meta.get("ingest.last")
+    # ingest records its run under `ingest.last`; model steps under `provenance.<step>`
+    provenance = {name: meta.get(f"provenance.{name}") for name in steps}
+    if provenance.get("ingest") is None:
+        provenance["ingest"] = last_ingest
     return TableStatus(
         path=table.path,
         rows=table.count(),
@@ -74,8 +79,8 @@ def table_status(table: Table) -> TableStatus:
         versions=table.versions(),
         tags=table.tags(),
         size_bytes=table.size_on_disk(),
-        steps=[_step_status(name, counts[name], meta.get(f"provenance.{name}")) for name in steps],
-        last_ingest=meta.get("ingest.last"),
+        steps=[_step_status(name, counts[name], provenance[name]) for name in steps],
+        last_ingest=last_ingest,
     )
 
 
