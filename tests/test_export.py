@@ -225,8 +225,9 @@ def test_cli_parquet_overwrite(table: Table, tmp_path: Path) -> None:
     [
         ([], 2, "exactly one of --hf DIR or --parquet DIR"),
         (["--columns", "width,nope"], 2, "--columns: unknown column 'nope'"),
-        (["--where", "no_such_column = 1"], 1, "--where 'no_such_column = 1'"),
-        (["--where", "width >"], 1, "--where 'width >'"),
+        (["--where", "no_such_column = 1"], 1, "--where 'no_such_column = 1': Schema error: No field named"),
+        (["--where", "width >"], 1, "--where 'width >': sql parser error"),
+        (["--where", "width > 'x'"], 1, "could not convert"),
     ],
 )
 def test_cli_errors(table: Table, tmp_path: Path, args: list[str], code: int, message: str) -> None:
@@ -234,4 +235,5 @@ def test_cli_errors(table: Table, tmp_path: Path, args: list[str], code: int, me
     result = run(table.path, *target, *args)
     assert result.exit_code == code, result.output
     assert message in result.stderr
+    assert ".rs:" not in result.stderr and "ingest_status = 'ok' AND" not in result.stderr
     assert not (tmp_path / "out").exists()

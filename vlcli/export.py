@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -78,7 +79,7 @@ def export(
     try:
         total = table.count(predicate)
     except QueryError as exc:
-        raise QueryError(f"--where {where!r}: {exc}") from exc
+        raise QueryError(f"--where {where!r}: {_reason(exc, predicate)}") from exc
     _prepare_target(target, table, overwrite)
     schema = hf_schema(table.schema, names)
     report = ExportReport(format=kind, target=str(target), columns=names, where=predicate)
@@ -138,6 +139,16 @@ def row_filter(where: str | None, *, all_rows: bool = False) -> str | None:
     """The Lance predicate for the exported rows: successfully ingested ones, narrowed by `where`."""
     parts = ([] if all_rows else [DEFAULT_WHERE]) + ([f"({where})"] if where and where.strip() else [])
     return " AND ".join(parts) or None
+
+
+def _reason(exc: QueryError, predicate: str | None) -> str:
+    """Lance's explanation, without the restated predicate, SQL wrapper or Rust source locations."""
+    lines = str(exc.__cause__ or exc).strip().splitlines() or [str(exc)]
+    text = re.sub(r",\s*\S+\.rs:\d+:\d+", "", lines[0]).replace("Invalid user input: ", "")
+    text = text.replace(f"Error resolving filter expression {predicate}: ", "")
+    if "sql parser error:" in text:
+        text = text[text.index("sql parser error:") :].removesuffix(")")
+    return text.rstrip(".,")
 
 
 # --- target folder ---------------------------------------------------------------------------

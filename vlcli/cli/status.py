@@ -14,6 +14,9 @@ from vlcli.cli.common import console, handles_errors
 from vlcli.status import TableStatus, table_status
 from vlcli.storage import Table
 
+# The parts of the ingest summary worth a line; `--json` has all of it.
+LAST_INGEST_KEYS = ("source", "seen", "added", "duplicates", "errors", "finished")
+
 
 @handles_errors
 def command(
@@ -60,10 +63,9 @@ def render(status: TableStatus) -> None:
         tags = ", ".join(f"{name}" for name, _ in sorted(status.tags.items(), key=lambda kv: kv[1]))
         console.print(f"tags: {tags}", highlight=False)
     if status.last_ingest:
-        summary = ", ".join(
-            f"{k}={v}" for k, v in status.last_ingest.items() if not isinstance(v, (dict, list))
-        )
-        console.print(f"last ingest: {summary}", highlight=False)
+        shown = [k for k in LAST_INGEST_KEYS if k in status.last_ingest]
+        summary = ", ".join(f"{k} {status.last_ingest[k]}" for k in shown)
+        console.print(f"last ingest: {summary}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _dim_zero(n: int, colour: str | None = None) -> str:
