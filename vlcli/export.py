@@ -80,8 +80,8 @@ def export(
         total = table.count(predicate)
     except QueryError as exc:
         raise QueryError(f"--where {where!r}: {_reason(exc, predicate)}") from exc
-    _prepare_target(target, table, overwrite)
     schema = hf_schema(table.schema, names)
+    _prepare_target(target, table, overwrite)  # only once every option has been checked
     report = ExportReport(format=kind, target=str(target), columns=names, where=predicate)
     batches = _scan(table, names, predicate)
     if progress is not None:
