@@ -67,8 +67,10 @@ def _orientation(img: Image.Image) -> int:
 def _is_truncated(data: bytes, fmt: str) -> bool:
     """Cheap end-of-stream checks for the common formats (no decoding)."""
     if fmt == "JPEG":
-        last_scan = data.rfind(b"\xff\xda")
-        return last_scan == -1 or data.find(b"\xff\xd9", last_scan) == -1
+        # "No end-of-image after the last start-of-scan", searched from the end so a complete file costs
+        # a few bytes instead of two passes over the whole file (PIL only says JPEG once it saw a scan).
+        last_end = data.rfind(b"\xff\xd9")
+        return last_end == -1 or data.find(b"\xff\xda", last_end) != -1
     if fmt == "PNG":
         return data.rfind(b"IEND") == -1
     if fmt == "GIF":
