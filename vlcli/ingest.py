@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -23,6 +26,7 @@ from vlcli.storage import Table
 
 _CHUNK_ROWS = 16  # records per worker task: amortises task overhead, keeps the pool busy
 _CHUNK_BYTES = 16 * 2**20
+_ARROW_CHUNK_BYTES = 16 * 2**20  # under glibc's largest heap allocation (32 MB), so buffers are reused
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,22 @@ def prepared_rows(records: Iterable[Record], pool: ThreadPoolExecutor, opts: Ing
 # --- batching into the table ----------------------------------------------------------------
 
 
+def _column(values: list[Any], type_: pa.DataType) -> pa.ChunkedArray:
+    """Values as Arrow; image bytes in chunks small enough for malloc to recycle (see tune_allocator)."""
+    pool = pa.system_memory_pool()
+    if type_ != pa.large_binary():
+        return pa.chunked_array([pa.array(values, type=type_, memory_pool=pool)], type=type_)
+    chunks: list[pa.Array] = []
+    start = size = 0
+    for i, value in enumerate(values):
+        size += len(value) if value is not None else 0
+        if size >= _ARROW_CHUNK_BYTES:
+            chunks.append(pa.array(values[start : i + 1], type=type_, memory_pool=pool))
+            start, size = i + 1, 0
+    chunks.append(pa.array(values[start:], type=type_, memory_pool=pool))
+    return pa.chunked_array(chunks, type=type_)
+
+
 class _Batch:
     """New rows waiting to be appended, as columns."""
 
@@ -198,7 +218,7 @@ class _Batch:
         }
         for i, name in enumerate(self.extra_names):
             columns[name] = [r.record.extra[i] for r in rows]
-        arrays = [pa.array(columns[f.name], type=f.type) for f in self.schema]
+        arrays = [_column(columns[f.name], f.type) for f in self.schema]
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def clear(self) -> None:
@@ -284,6 +304,27 @@ def _open_table(table: str | os.PathLike[str] | Table, extra_fields: list[pa.Fie
     return tbl
 
 
+@functools.cache
+def tune_allocator() -> bool:
+    """Keep freed heap memory mapped (glibc only; once per process); return whether it applied.
+
+    Ingest allocates and frees ~100 MB of file bytes per batch. By default glibc hands that memory back to
+    the OS after each batch and the next batch page-faults it in again, which on VMs cost more than
+    reading and hashing the bytes (reads ran 3-4x faster with it kept). Memory is still reused, so peak
+    RSS stays about the same.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(
+            libc.mallopt(m_trim_threshold, 512 * 2**20) and libc.mallopt(m_mmap_threshold, 32 * 2**20)
+        )
+    except (OSError, AttributeError):  # not glibc (musl, ...): keep its defaults
+        return False
+
+
 def ingest(
     src: str | os.PathLike[str],
     table: str | os.PathLike[str] | Table,
@@ -311,6 +352,7 @@ def ingest_source(
     """Ingest from an already opened Source (custom sources, or a hub reader pointed at a local folder)."""
     opts = options or IngestOptions()
     started = time.perf_counter()
+    tune_allocator()
     run = _Run(_open_table(table, source.extra_fields), source, opts, progress)
     if progress is not None:
         progress.start("ingest", source.total)
