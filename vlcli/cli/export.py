@@ -18,18 +18,25 @@ from vlcli.storage import Table
 def command(
     table: Annotated[Path, typer.Argument(help="The table (a Lance folder).")],
     hf: Annotated[
-        Path | None, typer.Option("--hf", help="Write a `datasets` dataset (save_to_disk) into this folder.")
+        Path | None,
+        typer.Option(
+            "--hf", metavar="DIR", help="Write a `datasets` dataset (save_to_disk) into this folder."
+        ),
     ] = None,
     parquet: Annotated[
-        Path | None, typer.Option("--parquet", help="Write part-NNNNN.parquet shards here.")
+        Path | None, typer.Option("--parquet", metavar="DIR", help="Write part-NNNNN.parquet shards here.")
     ] = None,
     where: Annotated[
         str | None,
-        typer.Option("--where", help="SQL predicate selecting rows, e.g. \"dataset = 'charts'\"."),
+        typer.Option(
+            "--where", metavar="SQL", help="SQL predicate selecting rows, e.g. \"dataset = 'charts'\"."
+        ),
     ] = None,
     columns: Annotated[
         str | None,
-        typer.Option("--columns", help="Comma-separated columns (id and image always come along)."),
+        typer.Option(
+            "--columns", metavar="A,B", help="Comma-separated columns (id and image always come along)."
+        ),
     ] = None,
     no_image: Annotated[bool, typer.Option("--no-image", help="Leave the image bytes out.")] = False,
     all_rows: Annotated[
