@@ -64,6 +64,7 @@ class Source(ABC):
     """A stream of records plus what is known up front: kind, total, carried columns, ignored files."""
 
     kind: ClassVar[str] = "source"
+    label: ClassVar[str] = "source"  # for messages
 
     def __init__(self, location: str, dataset: str) -> None:
         self.location = location
@@ -78,7 +79,7 @@ class Source(ABC):
 
     def describe(self) -> str:
         """A short human description, e.g. "folder /data/cats"."""
-        return f"{self.kind} {self.location}"
+        return f"{self.label} {self.location}"
 
 
 # --- dataset naming --------------------------------------------------------------------------
@@ -175,6 +176,7 @@ class FolderSource(_FileSource):
     """A folder of images, walked recursively; files without an image extension are counted, not read."""
 
     kind = "folder"
+    label = "folder"
 
     def __init__(self, root: str, dataset: str | None = None, found: Survey | None = None) -> None:
         root = os.path.abspath(root)
@@ -192,6 +194,7 @@ class ListSource(_FileSource):
     """A text file with one path per line (relative to the file's folder); blank lines and # comments skipped."""
 
     kind = "list"
+    label = "list of paths"
 
     def __init__(self, path: str, dataset: str | None = None) -> None:
         path = os.path.abspath(path)
@@ -220,6 +223,7 @@ class SingleFileSource(_FileSource):
     """One image file."""
 
     kind = "file"
+    label = "image file"
 
     def __init__(self, path: str, dataset: str | None = None) -> None:
         path = os.path.abspath(path)
@@ -298,15 +302,15 @@ def carried_fields(schema: pa.Schema, keep: Iterable[str], image_column: str, wh
     reserved = {c.name for c in INGEST_COLUMNS}
     fields: list[pa.Field] = []
     for name in dict.fromkeys(keep):
-        if name not in schema.names:
-            raise UsageError(
-                f"--keep-columns: no column {name!r} in {where}; columns: {_describe_columns(schema)}"
-            )
         if name == image_column:
             raise UsageError(f"--keep-columns: {name!r} is the image column; its bytes are stored in `image`")
         if name in reserved or name.endswith("_status"):
             raise UsageError(
                 f"--keep-columns: {name!r} is a vl column name; rename it in the source to carry it along"
+            )
+        if name not in schema.names:
+            raise UsageError(
+                f"--keep-columns: no column {name!r} in {where}; columns: {_describe_columns(schema)}"
             )
         fields.append(pa.field(name, schema.field(name).type))
     return fields
@@ -369,6 +373,7 @@ class ParquetSource(_ArrowSource):
     """One Parquet file or a folder of them (recursive, sorted)."""
 
     kind = "parquet"
+    label = "Parquet"
 
     def __init__(
         self,
@@ -413,6 +418,7 @@ class SavedDatasetSource(_ArrowSource):
     """A Hugging Face dataset written with `save_to_disk` (a Dataset, or a DatasetDict and a split)."""
 
     kind = "hf-disk"
+    label = "saved dataset"
 
     def __init__(
         self,

@@ -74,22 +74,32 @@ def command(
 
 
 def print_summary(report: IngestReport) -> None:
-    """Render an IngestReport: counts, top error reasons, ignored files, speed."""
+    """Render an IngestReport: counts, duplicates, top error reasons, ignored files, speed."""
     console.print(
-        f"[bold]ingest[/] done: {report.added:,} added, {report.duplicates:,} duplicates "
-        f"({report.already_in_table:,} already in the table), {report.errors:,} errors, "
+        f"[bold]ingest[/]: {report.added:,} added, {report.duplicates:,} duplicates, {report.errors:,} errors, "
         f"{report.ignored:,} ignored; {report.seen:,} seen in {report.seconds:.1f}s "
         f"({report.mb_per_second:,.1f} MB/s)",
         highlight=False,
+        soft_wrap=True,
     )
+    if report.duplicates:
+        twins = report.duplicates - report.already_in_table
+        console.print(
+            f"  duplicates: {report.already_in_table:,} already in the table, {twins:,} identical to an earlier "
+            "item of this run (stored once)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if report.reasons:
-        reasons = RichTable("error", "rows", box=None, header_style="dim")
+        reasons = RichTable(box=None, show_header=False, padding=(0, 0, 0, 2))
         for reason, count in report.reasons.most_common(5):
             reasons.add_row(reason, f"{count:,}")
         console.print(reasons)
     if report.ignored:
         kinds = ", ".join(f"{ext} {n:,}" for ext, n in report.ignored_extensions.most_common(5))
         console.print(
-            f"ignored {report.ignored:,} files without an image extension ({kinds})", highlight=False
+            f"  ignored {report.ignored:,} files without an image extension ({kinds})",
+            highlight=False,
+            soft_wrap=True,
         )
-    console.print(f"table: {report.table}", highlight=False, style="dim")
+    console.print(f"table: {report.table}", highlight=False, style="dim", soft_wrap=True)
