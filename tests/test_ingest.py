@@ -454,6 +454,26 @@ def test_unusable_sources_say_what_to_pass(
     assert not (tmp_path / "t.lance").exists()
 
 
+def test_a_table_given_as_source_hints_at_the_argument_order(
+    image_folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    ingest(image_folder(1), tmp_path / "t.lance")
+    with pytest.raises(
+        SourceError, match="is a Lance table, not a source: the order is `vl ingest SRC TABLE`"
+    ):
+        ingest(tmp_path / "t.lance", tmp_path / "u.lance")
+
+
+def test_a_table_path_holding_other_files_is_refused(
+    image_folder: Callable[..., Path], tmp_path: Path
+) -> None:
+    folder = image_folder(1)
+    with pytest.raises(UsageError, match="exists and is not a vl table"):
+        ingest(folder, folder)
+    (tmp_path / "empty").mkdir()
+    assert ingest(folder, tmp_path / "empty").added == 1  # an empty folder is fine
+
+
 # --- the command line ------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from vlcli.images import DEFAULT_MAX_PIXELS, ImageProblem, content_id, probe, so
 from vlcli.schema import ingest_schema
 from vlcli.sources import Record, Source, open_source
 from vlcli.steps.base import MAX_REASON_CHARS, Progress, error_status, reason_key
-from vlcli.storage import Table
+from vlcli.storage import Table, table_exists
 
 _CHUNK_ROWS = 16  # records per worker task: amortises task overhead, keeps the pool busy
 _CHUNK_BYTES = 16 * 2**20
@@ -53,6 +53,7 @@ class IngestOptions:
             raise UsageError("workers must be at least 1")
         if isinstance(self.keep_columns, str):
             raise UsageError("--keep-columns: pass a tuple of names, e.g. ('caption', 'label')")
+        object.__setattr__(self, "keep_columns", tuple(self.keep_columns))  # a list is fine too
 
 
 @dataclass
@@ -91,6 +92,27 @@ class _Row:
     status: str
 
 
+@functools.cache
+def tune_allocator() -> bool:
+    """Keep freed heap memory mapped (glibc only; once per process); return whether it applied.
+
+    Ingest allocates and frees ~100 MB of file bytes per batch. By default glibc hands that memory back to
+    the OS after each batch and the next batch page-faults it in again, which on VMs cost more than
+    reading and hashing the bytes (reads ran 3-4x faster with it kept). Memory is still reused, so peak
+    RSS stays about the same.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(
+            libc.mallopt(m_trim_threshold, 512 * 2**20) and libc.mallopt(m_mmap_threshold, 32 * 2**20)
+        )
+    except (OSError, AttributeError):  # not glibc (musl, ...): keep its defaults
+        return False
+
+
 # --- per-record work (runs in the worker threads) ---------------------------------------------
 
 
@@ -115,7 +137,7 @@ def _error_row(record: Record, reason: str, size: int | None) -> _Row:
     return _Row(source_id(record.source), record, None, None, None, None, size, status)
 
 
-def prepare(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> _Row:
+def _prepare(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> _Row:
     """Read, hash and probe one record; an unusable one becomes an error row, never an exception."""
     if record.error is not None:
         return _error_row(record, record.error, None)
@@ -137,7 +159,7 @@ def prepare(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> _Row:
 
 
 def _prepare_chunk(records: list[Record], max_pixels: int) -> list[_Row]:
-    return [prepare(r, max_pixels) for r in records]
+    return [_prepare(r, max_pixels) for r in records]
 
 
 def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
@@ -153,7 +175,7 @@ def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
         yield chunk
 
 
-def prepared_rows(records: Iterable[Record], pool: ThreadPoolExecutor, opts: IngestOptions) -> Iterator[_Row]:
+def _prepared_rows(records: Iterable[Record], pool: ThreadPoolExecutor, opts: IngestOptions) -> Iterator[_Row]:
     """Prepare records in the pool, in input order, reading ahead at most one batch (rows and bytes)."""
     ahead: deque[tuple[Future[list[_Row]], int, int]] = deque()
     rows = size = 0
@@ -290,8 +312,26 @@ def existing_ids(table: Table) -> set[str]:
     return ids
 
 
+def _check_table_path(path: str) -> None:
+    """Refuse to create a table inside a file or a folder that already holds other things."""
+    if table_exists(path) or not os.path.exists(path):
+        return
+    if os.path.isdir(path):
+        with os.scandir(path) as entries:
+            if next(entries, None) is None:
+                return
+    raise UsageError(
+        f"TABLE {path!r} exists and is not a vl table; pass a new path, e.g. {os.path.basename(path)}.lance"
+    )
+
+
 def _open_table(table: str | os.PathLike[str] | Table, extra_fields: list[pa.Field]) -> Table:
-    tbl = table if isinstance(table, Table) else Table.open_or_create(table, ingest_schema(extra_fields))
+    if isinstance(table, Table):
+        tbl = table
+        tbl.refresh()  # ids written since this handle was opened must count as present
+    else:
+        _check_table_path(os.fspath(table))
+        tbl = Table.open_or_create(table, ingest_schema(extra_fields))
     schema = tbl.schema
     for f in extra_fields:
         if f.name in schema.names and schema.field(f.name).type != f.type:
@@ -302,27 +342,6 @@ def _open_table(table: str | os.PathLike[str] | Table, extra_fields: list[pa.Fie
     if any(f.name not in schema.names for f in ingest_schema(extra_fields)):
         tbl.ensure_columns(ingest_schema(extra_fields))
     return tbl
-
-
-@functools.cache
-def tune_allocator() -> bool:
-    """Keep freed heap memory mapped (glibc only; once per process); return whether it applied.
-
-    Ingest allocates and frees ~100 MB of file bytes per batch. By default glibc hands that memory back to
-    the OS after each batch and the next batch page-faults it in again, which on VMs cost more than
-    reading and hashing the bytes (reads ran 3-4x faster with it kept). Memory is still reused, so peak
-    RSS stays about the same.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(
-            libc.mallopt(m_trim_threshold, 512 * 2**20) and libc.mallopt(m_mmap_threshold, 32 * 2**20)
-        )
-    except (OSError, AttributeError):  # not glibc (musl, ...): keep its defaults
-        return False
 
 
 def ingest(
@@ -358,7 +377,7 @@ def ingest_source(
         progress.start("ingest", source.total)
     pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vl-ingest")
     try:
-        for row in prepared_rows(source.records(), pool, opts):
+        for row in _prepared_rows(source.records(), pool, opts):
             run.take(row)
         run.flush()
     finally:

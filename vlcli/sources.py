@@ -548,6 +548,8 @@ def _open_folder(
 ) -> Source:
     if _is_saved_dataset(folder):
         return SavedDatasetSource(folder, split, dataset, image_column, keep)
+    if os.path.isdir(os.path.join(folder, "_versions")):
+        raise SourceError(f"{folder!r} is a Lance table, not a source: the order is `vl ingest SRC TABLE`")
     found = survey(folder)
     if found.images == 0 and found.parquet:
         return ParquetSource(folder, found.parquet, dataset, image_column, keep)
