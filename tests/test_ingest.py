@@ -142,6 +142,15 @@ def test_folder_rows_hold_the_original_bytes_and_header_facts(tmp_path: Path) ->
     assert (rows[0]["width"], rows[0]["height"], rows[0]["format"]) == (64, 48, "JPEG")
 
 
+def test_a_dangling_link_gets_an_error_row(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    write(folder / "a.jpg", jpeg_bytes(1))
+    (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    report = ingest(folder, tmp_path / "t.lance")
+    assert (report.added, report.errors) == (2, 1)
+    assert rows_of(tmp_path / "t.lance")[1]["ingest_status"] == "error: file not found"
+
+
 def test_data_layout_names_the_dataset_and_dataset_option_overrides(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write(data / "cats" / "train" / "a.jpg", jpeg_bytes(1))

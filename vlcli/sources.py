@@ -103,7 +103,7 @@ def _name_of(path: str) -> str:
 
 
 def walk_files(root: str) -> Iterator[str]:
-    """Every non-hidden file under `root`, recursively, in sorted order (symlinked folders not followed)."""
+    """Every non-hidden file under `root`, recursively, sorted (links to folders not followed, dangling links kept)."""
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
@@ -113,8 +113,8 @@ def walk_files(root: str) -> Iterator[str]:
             continue
         if entry.is_dir(follow_symlinks=False):
             yield from walk_files(entry.path)
-        elif entry.is_file():
-            yield entry.path
+        elif entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path)):
+            yield entry.path  # a dangling link is yielded so it gets an error row instead of vanishing
 
 
 def is_image_name(path: str) -> bool:
