@@ -1,4 +1,4 @@
-"""Ingest sources: image folders, path lists, Parquet, saved and hub Hugging Face datasets, as record streams."""
+"""Ingest sources: image folders, path lists, Parquet, saved and hub Hugging Face datasets, as records."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def _name_of(path: str) -> str:
 
 
 def walk_files(root: str) -> Iterator[str]:
-    """Every non-hidden file under `root`, recursively, sorted (links to folders not followed, dangling links kept)."""
+    """Every non-hidden file under `root`, recursively, sorted; links to folders are not followed."""
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
@@ -191,7 +191,7 @@ class FolderSource(_FileSource):
 
 
 class ListSource(_FileSource):
-    """A text file with one path per line (relative to the file's folder); blank lines and # comments skipped."""
+    """A text file with one path per line (relative to its folder); blank lines and # comments skipped."""
 
     kind = "list"
     label = "list of paths"
@@ -270,7 +270,7 @@ def _describe_columns(schema: pa.Schema) -> str:
 
 
 def find_image_column(schema: pa.Schema, override: str | None, where: str) -> str:
-    """The column holding image bytes: `override`, else an HF Image feature, a {bytes} struct or a binary column."""
+    """The image column: `override`, else an HF Image feature, a {bytes} struct, or a binary column."""
     if override is not None:
         if override not in schema.names:
             raise UsageError(
@@ -456,7 +456,7 @@ class SavedDatasetSource(_ArrowSource):
 
 
 class HubSource(_ArrowSource):
-    """A Hugging Face hub dataset (or anything `datasets.load_dataset` opens), streamed: no total, flat memory."""
+    """A hub dataset (or anything `datasets.load_dataset` opens), streamed: no total, flat memory."""
 
     kind = "hub"
 
@@ -591,7 +591,7 @@ def open_source(
     image_column: str | None = None,
     keep_columns: tuple[str, ...] = (),
 ) -> Source:
-    """Recognise what `src` is and open it; raise SourceError with what to pass instead when it is not usable."""
+    """Recognise what `src` is and open it; a SourceError says what to pass instead when it is unusable."""
     location = os.fspath(src)
     if os.path.isdir(location):
         return _open_folder(location, dataset, split, image_column, keep_columns)

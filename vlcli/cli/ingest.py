@@ -76,17 +76,17 @@ def command(
 def print_summary(report: IngestReport) -> None:
     """Render an IngestReport: counts, duplicates, top error reasons, ignored files, speed."""
     console.print(
-        f"[bold]ingest[/]: {report.added:,} added, {report.duplicates:,} duplicates, {report.errors:,} errors, "
-        f"{report.ignored:,} ignored; {report.seen:,} seen in {report.seconds:.1f}s "
-        f"({report.mb_per_second:,.1f} MB/s)",
+        f"[bold]ingest[/]: {report.added:,} added, {report.duplicates:,} duplicates, "
+        f"{report.errors:,} errors, {report.ignored:,} ignored; "
+        f"{report.seen:,} seen in {report.seconds:.1f}s ({report.mb_per_second:,.1f} MB/s)",
         highlight=False,
         soft_wrap=True,
     )
     if report.duplicates:
         twins = report.duplicates - report.already_in_table
         console.print(
-            f"  duplicates: {report.already_in_table:,} already in the table, {twins:,} identical to an earlier "
-            "item of this run (stored once)",
+            f"  duplicates: {report.already_in_table:,} already in the table, "
+            f"{twins:,} identical to an earlier item of this run (stored once)",
             highlight=False,
             soft_wrap=True,
         )
