@@ -1,0 +1,126 @@
+"""`vl demo`: the generated folder lands in the table with one error row and one duplicate; the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fake_steps import DigestStep
+from typer.testing import CliRunner
+
+from vlcli import demo as demo_module
+from vlcli.cli.app import app
+from vlcli.demo import DemoResult, demo_paths, run_demo, runs
+from vlcli.errors import UsageError
+from vlcli.status import table_status
+from vlcli.storage import Table
+
+
+class CountingProgress:
+    """A Progress that remembers which steps it saw start and finish."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def start(self, step: str, total: int | None) -> None:
+        self.log.append(f"start {step}")
+
+    def advance(self, rows: int, errors: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        self.log.append("finish")
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    return run_demo(tmp_path_factory.mktemp("demo") / "out", n=12, seed=1)
+
+
+def test_layout_is_data_dataset_train(result: DemoResult) -> None:
+    images, table = demo_paths(result.directory)
+    assert result.images == images == result.directory / "data" / "demo" / "train"
+    assert result.table == table == result.directory / "demo.lance"
+    assert sorted(p.name for p in images.iterdir()) == sorted(s.name for s in result.samples.samples)
+
+
+def test_every_file_is_accounted_for(result: DemoResult) -> None:
+    files = len(result.samples.samples)
+    table = Table.open(result.table)
+    # The exact duplicate is stored once: every other file is a row.
+    assert result.ingest.seen == files
+    assert result.ingest.duplicates == 1
+    assert table.count() == result.ingest.added == files - 1
+    sources = set(table.to_arrow(["source"])["source"].to_pylist())
+    (copy,) = result.samples.paths("exact_duplicate")
+    assert {str(p) for p in result.samples.paths()} - sources == {str(copy)}
+    assert set(table.to_arrow(["dataset"])["dataset"].to_pylist()) == {"demo"}
+
+
+def test_the_corrupt_file_is_the_one_error_row(result: DemoResult) -> None:
+    table = Table.open(result.table)
+    errors = table.to_arrow(["source", "ingest_status", "image"], "ingest_status <> 'ok'").to_pylist()
+    (broken,) = result.samples.paths("corrupt")
+    assert [(r["source"], r["image"]) for r in errors] == [(str(broken), None)]
+    assert errors[0]["ingest_status"].startswith("error: truncated")
+    ingest = table_status(table).step("ingest")
+    assert (ingest.done, ingest.errors) == (len(result.samples.samples) - 2, 1)
+
+
+def test_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="--overwrite"):
+        run_demo(tmp_path, n=6)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_overwrite_replaces_only_the_demo(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    first = run_demo(tmp_path, n=6, seed=0, overwrite=True)
+    second = run_demo(tmp_path, n=7, seed=2, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert len(list(second.images.iterdir())) == 7
+    assert Table.open(second.table).count() == 6  # a fresh table, not the first run's rows plus these
+    assert first.table == second.table
+
+
+def test_too_few_images_names_the_option(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--images"):
+        run_demo(tmp_path / "x", n=5)
+    assert not (tmp_path / "x").exists()
+
+
+def test_runs_every_listed_step_with_a_progress_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo_module, "DEMO_STEPS", (runs(DigestStep),))
+    log: list[str] = []
+    result = run_demo(tmp_path, n=6, progress_factory=lambda: CountingProgress(log))
+    assert [r.step for r in result.steps] == ["digest"]
+    assert result.steps[0].done == Table.open(result.table).count("ingest_status = 'ok'")
+    assert log == ["start ingest", "finish", "start digest", "finish"]
+
+
+def test_cli_runs_and_ends_with_status(tmp_path: Path) -> None:
+    out = tmp_path / "cli-demo"
+    result = CliRunner().invoke(app, ["demo", str(out), "--images", "12", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "wrote 12 files" in text
+    assert "11 rows" in text  # the status line: the duplicate is stored once
+    assert "truncated JPEG" in text
+    assert "vl query" in text and "vl export" in text
+    assert Table.open(out / "demo.lance").count() == 11
+
+
+def test_cli_quiet_prints_only_status(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", str(tmp_path / "q"), "--images", "6", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "5 rows" in result.output
+    assert "wrote" not in result.output and "vl query" not in result.output
+
+
+def test_cli_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("x")
+    result = CliRunner().invoke(app, ["demo", str(tmp_path), "--images", "6"])
+    assert result.exit_code != 0
+    assert "--overwrite" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

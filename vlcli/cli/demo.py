@@ -1,0 +1,80 @@
+"""`vl demo [DIR]`: generate sample images, ingest them, run every step, show the table's status."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vlcli.cli.common import Quiet, RichProgress, console, handles_errors, print_report
+from vlcli.cli.ingest import print_summary
+from vlcli.cli.status import human_bytes, render
+from vlcli.demo import DEFAULT_DIRECTORY, DEFAULT_IMAGES, EXPORT_NAME, DemoResult, run_demo
+from vlcli.samples import MIN_IMAGES
+from vlcli.status import table_status
+from vlcli.storage import Table
+
+# Plural labels for the sample kinds, in the order the summary lists them.
+KIND_LABELS = {
+    "scene": "photo-like scenes",
+    "chart": "charts",
+    "document": "documents",
+    "near_duplicate": "near-duplicates",
+    "exact_duplicate": "exact duplicate",
+    "corrupt": "corrupt",
+}
+
+
+@handles_errors
+def command(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to write the sample images and the table into.")
+    ] = Path(DEFAULT_DIRECTORY),
+    images: Annotated[
+        int, typer.Option("--images", min=MIN_IMAGES, help="How many sample files to generate.")
+    ] = DEFAULT_IMAGES,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generator (same seed, same bytes).")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier demo in DIR (other files are left alone).")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run the whole pipeline on generated samples: scenes, charts, documents, duplicates, a broken file."""
+    progress = None if quiet else (lambda: RichProgress())
+    result = run_demo(directory, images, seed, overwrite, progress_factory=progress)
+    if not quiet:
+        _print_written(result)
+        print_summary(result.ingest)
+        for report in result.steps:
+            print_report(report)
+        console.print()
+    render(table_status(Table.open(result.table)))
+    if not quiet:
+        _print_next(result)
+
+
+def _print_written(result: DemoResult) -> None:
+    kinds = ", ".join(f"{len(paths)} {KIND_LABELS[kind]}" for kind, paths in result.samples.by_kind().items())
+    console.print(
+        f"wrote {len(result.samples.samples)} files ({human_bytes(result.samples.bytes_written())}) "
+        f"to {result.images}: {kinds}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _print_next(result: DemoResult) -> None:
+    table = shlex.quote(str(result.table))
+    export = shlex.quote(str(result.directory / EXPORT_NAME))
+    lines = [
+        f"vl status {table}",
+        f'vl query {table} "SELECT format, count(*) AS n FROM images GROUP BY format"',
+        f"vl query {table} \"SELECT source, ingest_status FROM images WHERE ingest_status <> 'ok'\"",
+        f"vl export {table} --parquet {export}",
+        "vl ingest path/to/your/images my.lance",
+    ]
+    console.print(f"\ndone in {result.seconds:.1f}s; try next:", highlight=False)
+    for line in lines:
+        console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)

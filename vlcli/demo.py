@@ -1,0 +1,110 @@
+"""`vl demo` as a library: generate a sample folder, ingest it, run every step the demo knows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlcli.errors import UsageError
+from vlcli.ingest import IngestReport, ingest
+from vlcli.samples import MIN_IMAGES, SampleSet, write_samples
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
+from vlcli.storage import Table
+
+DEFAULT_DIRECTORY = "vl-demo"
+DEFAULT_IMAGES = 48
+DATASET = "demo"
+TABLE_NAME = "demo.lance"
+EXPORT_NAME = "demo-export"  # where the printed `vl export` hint writes; --overwrite clears it too
+
+StepRunner = Callable[[Table, Progress | None], StepReport]
+ProgressFactory = Callable[[], Progress]
+
+
+def runs(make_step: Callable[[], Step], options: RunOptions | None = None) -> StepRunner:
+    """A step runner for the demo: build the step, run it over the table's pending rows."""
+
+    def run(table: Table, progress: Progress | None) -> StepReport:
+        return run_step(table, make_step(), options, progress)
+
+    return run
+
+
+# Every step that exists, in pipeline order; adding one is one line, e.g. `runs(CropStep)`.
+DEMO_STEPS: tuple[StepRunner, ...] = ()
+
+
+@dataclass
+class DemoResult:
+    """What a demo run wrote and did."""
+
+    directory: Path
+    images: Path  # the generated folder, DIR/data/demo/train
+    table: Path  # DIR/demo.lance
+    samples: SampleSet
+    ingest: IngestReport
+    steps: list[StepReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def demo_paths(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Where the demo writes: the image folder (data/<dataset>/train layout) and the table."""
+    root = Path(directory)
+    return root / "data" / DATASET / "train", root / TABLE_NAME
+
+
+def _prepare_directory(directory: Path, overwrite: bool) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} is a file, not a folder: choose another DIR")
+    if not directory.exists() or not any(directory.iterdir()):
+        return
+    if not overwrite:
+        raise UsageError(
+            f"{directory} is not empty: pass --overwrite to replace the demo there, or choose another DIR"
+        )
+    # Remove only what the demo itself writes: --overwrite on a folder with other files must not delete them.
+    images, table = demo_paths(directory)
+    for path in (images.parent, table, directory / EXPORT_NAME):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def run_demo(
+    directory: str | os.PathLike[str] = DEFAULT_DIRECTORY,
+    n: int = DEFAULT_IMAGES,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress_factory: ProgressFactory | None = None,
+) -> DemoResult:
+    """Write `n` generated images under `directory`, ingest them into a table, run every demo step."""
+    if n < MIN_IMAGES:
+        raise UsageError(f"--images must be at least {MIN_IMAGES} (one of each kind of sample), got {n}")
+    started = time.perf_counter()
+    root = Path(directory)
+    _prepare_directory(root, overwrite)
+    images, table_path = demo_paths(root)
+    samples = write_samples(images, n, seed)
+    # Only the generated folder: other data/<name>/ folders in DIR are not the demo's. Its files sit
+    # under data/demo/train/, so ingest names their dataset "demo".
+    report = ingest(images, table_path, progress=_progress(progress_factory))
+    table = Table.open(table_path)
+    steps = [runner(table, _progress(progress_factory)) for runner in DEMO_STEPS]
+    return DemoResult(
+        directory=root,
+        images=images,
+        table=table_path,
+        samples=samples,
+        ingest=report,
+        steps=steps,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _progress(factory: ProgressFactory | None) -> Progress | None:
+    return factory() if factory is not None else None
