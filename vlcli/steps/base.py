@@ -74,7 +74,7 @@ class Step:
 
     name: ClassVar[str] = "step"
     reads: ClassVar[tuple[str, ...]] = ("id",)
-    writes: ClassVar[tuple[Column, ...]] = ()
+    writes: tuple[Column, ...] = ()  # an instance may set its own (e.g. an embedding sized by its model)
     requires: ClassVar[str | None] = "ingest_status = 'ok'"
 
     @property

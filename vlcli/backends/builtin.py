@@ -1,0 +1,14 @@
+"""Registers the built-in backends; each module imports its heavy library only when built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vlcli.backends.base import register
+
+
+@register("embedder", "transformers")
+def _transformers_embedder(**options: Any) -> Any:
+    from vlcli.backends.dinov2 import TransformersEmbedder
+
+    return TransformersEmbedder(**options)

@@ -1,0 +1,118 @@
+"""Image embeddings from any DINOv2/DINOv3 (or other ViT) checkpoint through transformers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vlcli.backends.base import require, resolve_device, resolve_dtype
+from vlcli.errors import VlError
+
+DEFAULT_MODEL = "facebook/dinov2-base"
+
+
+class ModelLoadError(VlError):
+    """A model or its processor could not be loaded."""
+
+
+def _load_error(what: str, model: str, exc: Exception) -> ModelLoadError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return ModelLoadError(
+        f"cannot load {what} {model!r}: {first} (check the name or path; offline, the model must already be "
+        "in the Hugging Face cache)"
+    )
+
+
+def embedding_dim(
+    model: str = DEFAULT_MODEL, revision: str | None = None, trust_remote_code: bool = False
+) -> int:
+    """The embedding width of `model`, read from its config alone (no weights loaded)."""
+    transformers = require("transformers", "models")
+    try:
+        config = transformers.AutoConfig.from_pretrained(
+            model, revision=revision, trust_remote_code=trust_remote_code
+        )
+    except Exception as exc:
+        raise _load_error("the config of", model, exc) from exc
+    return int(config.hidden_size)
+
+
+def _input_size(processor: Any) -> int:
+    for attr in ("crop_size", "size"):
+        size = getattr(processor, attr, None)
+        if size is None:
+            continue
+        get = size.get if isinstance(size, dict) else lambda k, s=size: getattr(s, k, None)
+        for key in ("height", "shortest_edge"):
+            if get(key):
+                return int(get(key))
+    return 224
+
+
+class TransformersEmbedder:
+    """`AutoModel` + `AutoImageProcessor`: squash-resize, normalize with the model's mean/std, CLS pooling."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        revision: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
+        torch = require("torch", "models")
+        transformers = require("transformers", "models")
+        self.name = model
+        self.revision = revision
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        try:
+            processor = transformers.AutoImageProcessor.from_pretrained(
+                model, revision=revision, trust_remote_code=trust_remote_code
+            )
+        except Exception as exc:
+            raise _load_error("the image processor of", model, exc) from exc
+        try:
+            net = transformers.AutoModel.from_pretrained(
+                model, revision=revision, trust_remote_code=trust_remote_code
+            )
+        except Exception as exc:
+            raise _load_error("the model", model, exc) from exc
+        self.model = net.to(self.device).eval()
+        self.input_size = _input_size(processor)
+        self.dim = int(net.config.hidden_size)
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(processor.image_mean, dtype=torch.float32, device=self.device).view(shape)
+        self._std = torch.tensor(processor.image_std, dtype=torch.float32, device=self.device).view(shape)
+        self._commit = getattr(net.config, "_commit_hash", None)
+
+    def preprocess(self, images: Any) -> Any:
+        """uint8 [B,3,H,W] -> normalized float32 [B,3,S,S] (bicubic, antialiased, rounded like PIL)."""
+        tvf = require("torchvision.transforms.v2.functional", "models")
+        size = [self.input_size, self.input_size]
+        resized = tvf.resize(images, size, interpolation=tvf.InterpolationMode.BICUBIC, antialias=True)
+        return (resized.float() / 255.0 - self._mean) / self._std
+
+    def embed(self, pixels: Any) -> Any:
+        """The CLS (`pooler_output`) embedding of each preprocessed image, as float32 [B, D]."""
+        torch = require("torch", "models")
+        pixels = pixels.to(self.device)
+        with torch.inference_mode():
+            if self.dtype == torch.float32:
+                out = self.model(pixel_values=pixels)
+            else:
+                device_type = self.device.split(":")[0]
+                with torch.autocast(device_type=device_type, dtype=self.dtype):
+                    out = self.model(pixel_values=pixels)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            pooled = out.last_hidden_state[:, 0]
+        return pooled.float()
+
+    def provenance(self) -> dict[str, Any]:
+        """Model, revision, dtype and input size."""
+        return {
+            "model": self.name,
+            "revision": self.revision or self._commit,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "input_size": self.input_size,
+        }

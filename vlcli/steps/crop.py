@@ -1,0 +1,198 @@
+"""`vl crop`: DINOv2 smart crop. Candidates are cut and resized on the device; only a box, a score and
+the full image's embedding are written."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from vlcli.backends import create
+from vlcli.backends.base import require
+from vlcli.backends.dinov2 import DEFAULT_MODEL, embedding_dim
+from vlcli.crops import Box, CropGrid, grid_boxes, resized_size, to_original
+from vlcli.errors import UsageError
+from vlcli.images import decode
+from vlcli.schema import Column
+from vlcli.steps.base import RowSkipped, Step
+
+CROP_BOX = Column(
+    "crop_box", pa.list_(pa.int32(), 4), "chosen crop: left, top, right, bottom in original pixels"
+)
+CROP_SCORE = Column(
+    "crop_score", pa.float32(), "cosine similarity of the chosen crop's embedding to the full image's"
+)
+
+
+def embedding_column(dim: int) -> Column:
+    """The full image's embedding, `dim` float32 values."""
+    return Column(
+        "embedding",
+        pa.list_(pa.float32(), dim),
+        "the full image's embedding (crop model, CLS token), L2-normalized",
+    )
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """Everything that determines `vl crop`'s output."""
+
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    backend: str = "transformers"
+    resize_to: int = 1024
+    num_crops: int = 15
+    aspects: tuple[tuple[int, int], ...] = ((1, 1),)
+    scales: tuple[float, ...] = (1.0,)
+    min_score: float | None = None
+    min_side: int = 32
+    keep_embedding: bool = True
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    grid: CropGrid = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.resize_to < 16:
+            raise UsageError("--resize-to must be at least 16")
+        if self.num_crops < 1:
+            raise UsageError("--num-crops must be at least 1")
+        if any(a <= 0 or b <= 0 for a, b in self.aspects):
+            raise UsageError("--aspect takes positive ratios like 1:1,4:3")
+        if any(not 0 < s <= 1 for s in self.scales):
+            raise UsageError("--scales takes values in (0, 1], like 1.0,0.8")
+        if self.min_score is not None and not -1 <= self.min_score <= 1:
+            raise UsageError("--min-score is a cosine similarity in [-1, 1]")
+        object.__setattr__(self, "grid", CropGrid(self.num_crops, self.aspects, self.scales))
+
+
+def parse_aspects(text: str) -> tuple[tuple[int, int], ...]:
+    """'1:1,4:3' -> ((1, 1), (4, 3))."""
+    try:
+        pairs = [part.strip().split(":") for part in text.split(",") if part.strip()]
+        return tuple((int(a), int(b)) for a, b in pairs)
+    except ValueError:
+        raise UsageError(f"--aspect: expected ratios like 1:1,4:3,16:9, got {text!r}") from None
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """'1.0,0.8' -> (1.0, 0.8)."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--scales: expected numbers like 1.0,0.8, got {text!r}") from None
+
+
+@dataclass
+class _Prepared:
+    pixels: np.ndarray  # uint8 HWC in the resized frame
+    boxes: list[Box]
+    resized: tuple[int, int]
+    original: tuple[int, int]
+
+
+class CropStep(Step):
+    """Embed N candidate crops and the full image; keep the crop most similar to the whole."""
+
+    name = "crop"
+    reads = ("id", "image", "width", "height")
+
+    def __init__(self, settings: CropSettings | None = None) -> None:
+        self.settings = settings or CropSettings()
+        self.embedder: Any = None
+        columns = [CROP_BOX, CROP_SCORE]
+        if self.settings.keep_embedding:
+            dim = embedding_dim(self.settings.model, self.settings.revision, self.settings.trust_remote_code)
+            columns.append(embedding_column(dim))
+        self.writes = tuple(columns)
+
+    def setup(self) -> None:
+        """Load the embedding model once."""
+        s = self.settings
+        self.embedder = create(
+            "embedder",
+            s.backend,
+            model=s.model,
+            revision=s.revision,
+            device=s.device,
+            dtype=s.dtype,
+            trust_remote_code=s.trust_remote_code,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Process-pool workers only run `prepare`: never ship the model to them.
+        return {**self.__dict__, "embedder": None}
+
+    def prepare(self, row: dict[str, Any]) -> _Prepared:
+        """Decode (JPEG draft mode down to the resize target) and resize the short side to R."""
+        r = self.settings.resize_to
+        img = decode(row["image"], min_side=r)
+        original = (row["width"] or img.width, row["height"] or img.height)
+        if min(original) < self.settings.min_side:
+            raise RowSkipped(f"too small ({original[0]}x{original[1]} < --min-side {self.settings.min_side})")
+        resized = resized_size(img.width, img.height, r)
+        img = img.resize(resized, Image.Resampling.BICUBIC)
+        return _Prepared(np.array(img), grid_boxes(*resized, self.settings.grid), resized, original)
+
+    def process(self, items: list[_Prepared]) -> list[dict[str, Any]]:
+        """Cut every candidate on the device, embed all of them with the full images, pick the best."""
+        torch = require("torch", "models")
+        device = self.embedder.device
+        fulls = [torch.from_numpy(p.pixels).to(device).permute(2, 0, 1) for p in items]
+        candidates = [
+            [] if _is_square(p) else [f[:, t:b, l:r] for l, t, r, b in p.boxes] for f, p in zip(fulls, items)
+        ]
+        pixels = self._preprocess_grouped([*fulls, *(c for cs in candidates for c in cs)])
+        emb = self.embedder.embed(pixels)
+        emb = torch.nn.functional.normalize(emb, dim=1)
+        full_emb, crop_emb = emb[: len(items)], emb[len(items) :]
+        results, start = [], 0
+        for i, (p, cs) in enumerate(zip(items, candidates)):
+            n = len(cs)
+            results.append(self._choose(p, full_emb[i], crop_emb[start : start + n]))
+            start += n
+        return results
+
+    def _preprocess_grouped(self, images: list[Any]) -> Any:
+        """Resize to the model's input in one op per distinct source size (all seed crops share one)."""
+        torch = require("torch", "models")
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(tuple(img.shape), []).append(i)
+        out: list[Any] = [None] * len(images)
+        for indices in groups.values():
+            batch = self.embedder.preprocess(torch.stack([images[i] for i in indices]))
+            for k, i in enumerate(indices):
+                out[i] = batch[k]
+        return torch.stack(out)
+
+    def _choose(self, p: _Prepared, full: Any, crops: Any) -> dict[str, Any]:
+        embedding = full.cpu().numpy().astype(np.float32) if self.settings.keep_embedding else None
+        if len(crops) == 0:
+            box, score = (0, 0, p.original[0], p.original[1]), 1.0
+        else:
+            scores = (crops @ full).double().cpu().numpy()
+            best = int(np.argmax(scores))  # first index on ties
+            box, score = to_original(p.boxes[best], p.resized, p.original), float(scores[best])
+        row: dict[str, Any] = {"crop_box": list(box), "crop_score": score}
+        if embedding is not None:
+            row["embedding"] = embedding.tolist()
+        min_score = self.settings.min_score
+        if min_score is not None and score < min_score:
+            row["crop_box"] = None
+            row["crop_status"] = f"skipped: low score ({score:.3f} < --min-score {min_score})"
+        return row
+
+    def provenance(self) -> dict[str, Any]:
+        """Settings and the model's identity."""
+        params = {k: v for k, v in asdict(self.settings).items() if k not in ("device", "grid")}
+        if self.embedder is not None:
+            params["embedder"] = self.embedder.provenance()
+        return params
+
+
+def _is_square(p: _Prepared) -> bool:
+    return p.resized[0] == p.resized[1]
