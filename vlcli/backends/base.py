@@ -49,9 +49,11 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     torch = require("torch", "models")
     if name == "auto":
         if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float16 if device == "mps" else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            name = "fp16" if device == "mps" else "fp32"
+    dtype: torch.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+    return dtype
 
 
 @runtime_checkable

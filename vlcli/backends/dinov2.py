@@ -41,10 +41,10 @@ def _input_size(processor: Any) -> int:
         size = getattr(processor, attr, None)
         if size is None:
             continue
-        get = size.get if isinstance(size, dict) else lambda k, s=size: getattr(s, k, None)
         for key in ("height", "shortest_edge"):
-            if get(key):
-                return int(get(key))
+            value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+            if value:
+                return int(value)
     return 224
 
 
