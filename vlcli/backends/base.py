@@ -46,14 +46,14 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     """`auto` is bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU."""
     if name not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, not {name!r}")
-    torch = require("torch", "models")
+    tm = require("torch", "models")
     if name == "auto":
         if device.startswith("cuda"):
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            name = "bf16" if tm.cuda.is_bf16_supported() else "fp16"
         else:
             name = "fp16" if device == "mps" else "fp32"
-    dtype: torch.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-    return dtype
+    dtypes: dict[str, torch.dtype] = {"fp32": tm.float32, "bf16": tm.bfloat16, "fp16": tm.float16}
+    return dtypes[name]
 
 
 @runtime_checkable

@@ -143,7 +143,8 @@ class CropStep(Step):
         device = self.embedder.device
         fulls = [torch.from_numpy(p.pixels).to(device).permute(2, 0, 1) for p in items]
         candidates = [
-            [] if _is_square(p) else [f[:, t:b, l:r] for l, t, r, b in p.boxes] for f, p in zip(fulls, items)
+            [] if _is_square(p) else [full[:, y0:y1, x0:x1] for x0, y0, x1, y1 in p.boxes]
+            for full, p in zip(fulls, items)
         ]
         pixels = self._preprocess_grouped([*fulls, *(c for cs in candidates for c in cs)])
         emb = self.embedder.embed(pixels)
