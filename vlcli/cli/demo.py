@@ -30,7 +30,7 @@ KIND_LABELS = {
 @handles_errors
 def command(
     directory: Annotated[
-        Path, typer.Argument(help="Folder to write the sample images and the table into.")
+        Path, typer.Argument(metavar="DIR", help="Folder to write the sample images and the table into.")
     ] = Path(DEFAULT_DIRECTORY),
     images: Annotated[
         int, typer.Option("--images", min=MIN_IMAGES, help="How many sample files to generate.")
