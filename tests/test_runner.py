@@ -142,3 +142,24 @@ def test_reason_key_drops_row_details() -> None:
     assert reason_key("error: cannot decode (OSError: broken data stream)") == "error: cannot decode"
     assert reason_key("error: too many pixels: 9x9 = 81 > max 10") == "error: too many pixels"
     assert reason_key("skipped: odd id") == "skipped: odd id"
+
+
+def test_redo_recomputes_every_row(make_table: Callable[..., Table], tmp_path) -> None:
+    table = make_table(7)
+    run_step(table, DigestStep())
+    log = tmp_path / "log.txt"
+    report = run_step(table, DigestStep(log=str(log)), RunOptions(redo=True, batch_size=3))
+    assert report.done == 7 and len(log.read_text().split()) == 7
+
+
+def test_changed_settings_are_reported(make_table: Callable[..., Table]) -> None:
+    class Tunable(SkipOddStep):
+        def __init__(self, level: int) -> None:
+            self.level = level
+
+        def provenance(self):  # type: ignore[no-untyped-def]
+            return {"level": self.level}
+
+    table = make_table(4)
+    assert run_step(table, Tunable(1)).changed_settings == {}
+    assert run_step(table, Tunable(2)).changed_settings == {"level": (1, 2)}

@@ -63,6 +63,7 @@ class TransformersEmbedder:
         transformers = require("transformers", "models")
         self.name = model
         self.revision = revision
+        transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         try:

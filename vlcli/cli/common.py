@@ -110,6 +110,12 @@ def print_report(report: StepReport) -> None:
         f"{report.errors:,} errors in {report.seconds:.1f}s ({report.rows_per_second:,.1f} rows/s)",
         highlight=False,
     )
+    for key, (before, now) in report.changed_settings.items():
+        console.print(
+            f"[yellow]note:[/] {key} was {before!r} in the last run and is {now!r} now; rows done before keep "
+            "their old values (rerun with --redo to recompute them)",
+            highlight=False,
+        )
     if report.pending == 0 and not report.interrupted:
         console.print("nothing pending (use --retry-errors to redo rows that failed)", style="dim")
     if report.reasons:
@@ -122,6 +128,9 @@ def print_report(report: StepReport) -> None:
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch (one commit per batch).")]
 Limit = Annotated[int | None, typer.Option("--limit", min=0, help="Process at most N pending rows.")]
 RetryErrors = Annotated[bool, typer.Option("--retry-errors", help="Also redo rows whose status is an error.")]
+Redo = Annotated[
+    bool, typer.Option("--redo", help="Recompute every row (after changing settings); resumable.")
+]
 Workers = Annotated[
     int, typer.Option("--workers", min=1, help="Prefetch workers that decode and prepare rows.")
 ]
@@ -130,7 +139,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 def run_options(
-    batch_size: int, limit: int | None, retry_errors: bool, workers: int, pool: str
+    batch_size: int, limit: int | None, retry_errors: bool, workers: int, pool: str, redo: bool = False
 ) -> RunOptions:
     """Build the runner options from the shared step flags."""
     if pool not in ("thread", "process"):
@@ -141,4 +150,5 @@ def run_options(
         retry_errors=retry_errors,
         workers=workers,
         pool=pool,  # type: ignore[arg-type]
+        redo=redo,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import queue
@@ -35,6 +36,7 @@ class RunOptions:
     batch_size: int = 64
     limit: int | None = None
     retry_errors: bool = False
+    redo: bool = False
     workers: int = field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)))
     pool: Literal["thread", "process"] = "thread"
     prefetch: int = 2
@@ -122,6 +124,7 @@ class StepReport:
     seconds: float = 0.0
     interrupted: bool = False
     tag: str | None = None
+    changed_settings: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def processed(self) -> int:
@@ -312,6 +315,9 @@ def run_step(
     report = StepReport(step=step.name)
     started = time.perf_counter()
     table.ensure_columns(c.field() for c in step.columns())
+    report.changed_settings = _changed_settings(table, step)
+    if opts.redo:
+        _reset(table, step)
     where = step.pending_filter(opts.retry_errors)
     pending = table.count(where)
     report.pending = pending if opts.limit is None else min(pending, opts.limit)
@@ -385,6 +391,26 @@ class _Committer:
                 self.report.count(r[self.step.status])
             self.rows = []
         self.last = time.monotonic()
+
+
+def _changed_settings(table: Table, step: Step) -> dict[str, tuple[Any, Any]]:
+    """Parameters that differ from the last recorded run: rows done then are stale (see --redo)."""
+    last = table.metadata().get(f"provenance.{step.name}", {}).get("params", {})
+    now = json.loads(json.dumps(step.provenance(), default=str))  # as stored: tuples become lists
+    return {
+        k: (last.get(k), v) for k, v in now.items() if k in last and last[k] != v and not isinstance(v, dict)
+    }
+
+
+def _reset(table: Table, step: Step, chunk: int = 65_536) -> None:
+    """Set the step's status back to NULL on every row so all of them are redone (resumably)."""
+    status = status_column(step.name).field()
+    ids: list[str] = []
+    for batch in table.scan(["id"], f"{step.status} IS NOT NULL", batch_size=chunk):
+        ids.extend(batch.column("id").to_pylist())
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        table.write_back(pa.table({"id": part, status.name: pa.nulls(len(part), pa.string())}))
 
 
 def _finish(table: Table, step: Step, report: StepReport) -> None:

@@ -11,7 +11,7 @@ import pyarrow as pa
 from PIL import Image
 
 from vlcli.backends import create
-from vlcli.backends.base import require
+from vlcli.backends.base import DEVICES, DTYPES, require
 from vlcli.backends.dinov2 import DEFAULT_MODEL, embedding_dim
 from vlcli.crops import Box, CropGrid, grid_boxes, resized_size, to_original
 from vlcli.errors import UsageError
@@ -56,6 +56,10 @@ class CropSettings:
     grid: CropGrid = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise UsageError(f"--device must be one of {', '.join(DEVICES)} (or cuda:N), not {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         if self.resize_to < 16:
             raise UsageError("--resize-to must be at least 16")
         if self.num_crops < 1:
