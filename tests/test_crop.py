@@ -150,3 +150,66 @@ def test_provenance_names_the_model(tmp_path: Path, tiny_dinov2: str) -> None:
     params = table.metadata()["provenance.crop"]["params"]
     assert params["model"] == tiny_dinov2 and params["num_crops"] == 2
     assert params["embedder"]["dtype"] == "float32"
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import fake_steps  # noqa: F401  (puts tests/ on the path for the spawn pool)
+from vlcli.steps.base import RunOptions, run_step
+from vlcli.steps.crop import CropSettings, CropStep
+from vlcli.storage import Table
+
+class Slow(CropStep):
+    def process(self, items):
+        import time
+        time.sleep(0.3)
+        return super().process(items)
+
+run_step(Table.open({table!r}), Slow(CropSettings(model={model!r}, resize_to=64, num_crops=3, device="cpu")),
+         RunOptions(batch_size=2, commit_rows=2))
+"""
+
+
+def _committed(path: str) -> int:
+    current = Table.open(path)
+    return current.count("crop_status IS NOT NULL") if "crop_status" in current.schema.names else 0
+
+
+def test_crop_killed_mid_run_resumes_to_the_same_table(tmp_path: Path, tiny_dinov2: str) -> None:
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    images = [scene(100 + i, (160 + 8 * i, 96)) for i in range(14)]
+    table = crop_table(tmp_path, images)
+    reference = Table.open(shutil.copytree(table.path, tmp_path / "reference.lance"))
+    settings = CropSettings(model=tiny_dinov2, resize_to=64, num_crops=3, device="cpu")
+    run_step(reference, CropStep(settings), RunOptions(batch_size=2))
+
+    code = KILL_SCRIPT.format(tests=str(Path(__file__).parent), table=table.path, model=tiny_dinov2)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    try:
+        while _committed(table.path) < 4:
+            assert time.monotonic() < deadline and proc.poll() is None, "crop never committed"
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done_before = Table.open(table.path).count("crop_status IS NOT NULL")
+    assert done_before < 14
+
+    report = run_step(Table.open(table.path), CropStep(settings), RunOptions(batch_size=2))
+    assert report.processed == 14 - done_before
+    cols = ["id", "crop_box", "crop_score", "crop_status", "embedding"]
+    got = sorted(Table.open(table.path).to_arrow(cols).to_pylist(), key=lambda r: r["id"])
+    want = sorted(reference.to_arrow(cols).to_pylist(), key=lambda r: r["id"])
+    assert [r["crop_box"] for r in got] == [r["crop_box"] for r in want]
+    assert [r["crop_status"] for r in got] == ["ok"] * 14
+    for g, w in zip(got, want):
+        assert g["crop_score"] == pytest.approx(w["crop_score"], abs=1e-5)
+        assert np.allclose(g["embedding"], w["embedding"], atol=1e-5)
