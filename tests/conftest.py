@@ -82,25 +82,7 @@ def image_folder(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def tiny_dinov2(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer random DINOv2 with its image processor, saved like a hub checkpoint; returns its folder."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=56,
-        patch_size=14,
-    )
-    model = transformers.Dinov2Model(config)
-    processor = transformers.BitImageProcessor(
-        size={"shortest_edge": 64},
-        crop_size={"height": 56, "width": 56},
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-    )
-    folder = tmp_path_factory.mktemp("tiny-dinov2")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return str(folder)
+    pytest.importorskip("transformers")
+    from vlcli.tiny_models import tiny_dinov2 as build
+
+    return build(tmp_path_factory.mktemp("tiny-dinov2"))

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from vlcli import demo as demo_module
 from vlcli.cli.app import app
-from vlcli.demo import DemoResult, demo_paths, run_demo, runs
+from vlcli.demo import DemoResult, demo_paths, run_demo
 from vlcli.errors import UsageError
 from vlcli.status import table_status
 from vlcli.storage import Table
@@ -91,7 +91,7 @@ def test_too_few_images_names_the_option(tmp_path: Path) -> None:
 
 
 def test_runs_every_listed_step_with_a_progress_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo_module, "DEMO_STEPS", (runs(DigestStep),))
+    monkeypatch.setattr(demo_module, "DEMO_STEPS", (lambda models: DigestStep(),))
     log: list[str] = []
     result = run_demo(tmp_path, n=6, progress_factory=lambda: CountingProgress(log))
     assert [r.step for r in result.steps] == ["digest"]
@@ -108,7 +108,10 @@ def test_cli_runs_and_ends_with_status(tmp_path: Path) -> None:
     assert "11 rows" in text  # the status line: the duplicate is stored once
     assert "truncated JPEG" in text
     assert "vl query" in text and "vl export" in text
-    assert Table.open(out / "demo.lance").count() == 11
+    assert "NOT meaningful" in result.stderr  # the offline-models banner
+    table = Table.open(out / "demo.lance")
+    assert table.count() == 11
+    assert table.count("crop_status = 'ok'") == 10  # every readable image was cropped
 
 
 def test_cli_quiet_prints_only_status(tmp_path: Path) -> None:

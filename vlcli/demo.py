@@ -12,8 +12,10 @@ from pathlib import Path
 from vlcli.errors import UsageError
 from vlcli.ingest import IngestReport, ingest
 from vlcli.samples import MIN_IMAGES, SampleSet, write_samples
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
+from vlcli.steps.base import Progress, Step, StepReport, run_step
+from vlcli.steps.crop import CropSettings, CropStep
 from vlcli.storage import Table
+from vlcli.tiny_models import tiny_dinov2
 
 DEFAULT_DIRECTORY = "vl-demo"
 DEFAULT_IMAGES = 48
@@ -21,21 +23,27 @@ DATASET = "demo"
 TABLE_NAME = "demo.lance"
 EXPORT_NAME = "demo-export"  # where the printed `vl export` hint writes; --overwrite clears it too
 
-StepRunner = Callable[[Table, Progress | None], StepReport]
 ProgressFactory = Callable[[], Progress]
+MODELS_NAME = "models"  # DIR/models: the tiny offline stand-ins, built once
 
 
-def runs(make_step: Callable[[], Step], options: RunOptions | None = None) -> StepRunner:
-    """A step runner for the demo: build the step, run it over the table's pending rows."""
+@dataclass(frozen=True)
+class DemoModels:
+    """Which models the demo's steps load: tiny offline stand-ins, or the real defaults."""
 
-    def run(table: Table, progress: Progress | None) -> StepReport:
-        return run_step(table, make_step(), options, progress)
+    real: bool
+    folder: Path
 
-    return run
+    def crop(self) -> CropSettings:
+        """Crop settings: the real default model, or a tiny random DINOv2 built offline."""
+        if self.real:
+            return CropSettings()
+        # The samples are ~640 px: a 512 short side keeps the demo quick on a laptop CPU.
+        return CropSettings(model=tiny_dinov2(self.folder / "tiny-dinov2"), resize_to=512)
 
 
-# Every step that exists, in pipeline order; adding one is one line, e.g. `runs(CropStep)`.
-DEMO_STEPS: tuple[StepRunner, ...] = ()
+# Every step that exists, in pipeline order; adding one is one line.
+DEMO_STEPS: tuple[Callable[[DemoModels], Step], ...] = (lambda models: CropStep(models.crop()),)
 
 
 @dataclass
@@ -68,7 +76,7 @@ def _prepare_directory(directory: Path, overwrite: bool) -> None:
         )
     # Remove only what the demo itself writes: --overwrite on a folder with other files must not delete them.
     images, table = demo_paths(directory)
-    for path in (images.parent, table, directory / EXPORT_NAME):
+    for path in (images.parent, table, directory / EXPORT_NAME, directory / MODELS_NAME):
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -81,8 +89,13 @@ def run_demo(
     seed: int = 0,
     overwrite: bool = False,
     progress_factory: ProgressFactory | None = None,
+    real_models: bool = False,
 ) -> DemoResult:
-    """Write `n` generated images under `directory`, ingest them into a table, run every demo step."""
+    """Write `n` generated images under `directory`, ingest them into a table, run every demo step.
+
+    Without `real_models` the model steps use tiny random-weight stand-ins (see `vlcli.tiny_models`), so
+    the demo runs with no model hub; their outputs are not meaningful.
+    """
     if n < MIN_IMAGES:
         raise UsageError(f"--images must be at least {MIN_IMAGES} (one of each kind of sample), got {n}")
     started = time.perf_counter()
@@ -94,7 +107,8 @@ def run_demo(
     # under data/demo/train/, so ingest names their dataset "demo".
     report = ingest(images, table_path, progress=_progress(progress_factory))
     table = Table.open(table_path)
-    steps = [runner(table, _progress(progress_factory)) for runner in DEMO_STEPS]
+    models = DemoModels(real=real_models, folder=root / MODELS_NAME)
+    steps = [run_step(table, make(models), None, _progress(progress_factory)) for make in DEMO_STEPS]
     return DemoResult(
         directory=root,
         images=images,

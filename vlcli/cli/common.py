@@ -102,12 +102,17 @@ class RichProgress:
         self._task = None
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """'1 error', '2 errors' (with thousands separators)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
 def print_report(report: StepReport) -> None:
     """Render a StepReport: counts, top reasons, speed, how to resume."""
     state = "interrupted" if report.interrupted else "done"
     console.print(
         f"[bold]{report.step}[/] {state}: {report.done:,} ok, {report.skipped:,} skipped, "
-        f"{report.errors:,} errors in {report.seconds:.1f}s ({report.rows_per_second:,.1f} rows/s)",
+        f"{plural(report.errors, 'error')} in {report.seconds:.1f}s ({report.rows_per_second:,.1f} rows/s)",
         highlight=False,
     )
     for key, (before, now) in report.changed_settings.items():

@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import Quiet, RichProgress, console, handles_errors, print_report
+from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
 from vlcli.cli.ingest import print_summary
 from vlcli.cli.status import human_bytes, render
 from vlcli.demo import DEFAULT_DIRECTORY, DEFAULT_IMAGES, EXPORT_NAME, DemoResult, run_demo
 from vlcli.samples import MIN_IMAGES
 from vlcli.status import table_status
 from vlcli.storage import Table
+from vlcli.tiny_models import BANNER
 
 # Plural labels for the sample kinds, in the order the summary lists them.
 KIND_LABELS = {
@@ -39,11 +40,20 @@ def command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier demo in DIR (other files are left alone).")
     ] = False,
+    real_models: Annotated[
+        bool,
+        typer.Option(
+            "--real-models",
+            help="Use the real default models (downloads them) instead of tiny offline stand-ins.",
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run the whole pipeline on generated samples: scenes, charts, documents, duplicates, a broken file."""
     progress = None if quiet else (lambda: RichProgress())
-    result = run_demo(directory, images, seed, overwrite, progress_factory=progress)
+    result = run_demo(directory, images, seed, overwrite, progress_factory=progress, real_models=real_models)
+    if not real_models:
+        err_console.print(f"[yellow]note:[/] {BANNER}", highlight=False)
     if not quiet:
         _print_written(result)
         print_summary(result.ingest)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from vlcli.cli.common import Quiet, RichProgress, console, handles_errors
+from vlcli.cli.common import Quiet, RichProgress, console, handles_errors, plural
 from vlcli.images import DEFAULT_MAX_PIXELS
 from vlcli.ingest import IngestOptions, IngestReport, ingest
 
@@ -76,8 +76,8 @@ def command(
 def print_summary(report: IngestReport) -> None:
     """Render an IngestReport: counts, duplicates, top error reasons, ignored files, speed."""
     console.print(
-        f"[bold]ingest[/]: {report.added:,} added, {report.duplicates:,} duplicates, "
-        f"{report.errors:,} errors, {report.ignored:,} ignored; "
+        f"[bold]ingest[/]: {report.added:,} added, {plural(report.duplicates, 'duplicate')}, "
+        f"{plural(report.errors, 'error')}, {report.ignored:,} ignored; "
         f"{report.seen:,} seen in {report.seconds:.1f}s ({report.mb_per_second:,.1f} MB/s)",
         highlight=False,
         soft_wrap=True,
