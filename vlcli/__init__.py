@@ -30,6 +30,7 @@ _EXPORTS = {
     "table_status": "vlcli.status",
     "query": "vlcli.query",
     "export": "vlcli.export",
+    "similar": "vlcli.similar",
     "VlError": "vlcli.errors",
 }
 

@@ -145,6 +145,45 @@ class Table:
         """Bytes this handle has read since the last call (for tests and benchmarks)."""
         return int(self._ds.io_stats_incremental().read_bytes)
 
+    def nearest(
+        self, column: str, vector: Iterable[float], k: int, columns: Iterable[str], where: str | None = None
+    ) -> pa.Table:
+        """The `k` rows whose `column` vector is closest to `vector` by cosine distance (`_distance`)."""
+        query: dict[str, Any] = {"column": column, "q": list(vector), "k": k, "metric": "cosine"}
+        if self.vector_indices(column):
+            query["refine_factor"] = 10  # re-rank the index's candidates by exact distance
+        try:
+            return self._ds.to_table(
+                columns=[*columns, "_distance"], nearest=query, filter=where, prefilter=where is not None
+            )
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise QueryError(f"nearest-neighbour search on {column!r} failed: {_first_line(exc)}") from exc
+
+    def vector_indices(self, column: str) -> list[str]:
+        """Names of the vector indices on `column`."""
+        if hasattr(self._ds, "describe_indices"):
+            return [i.name for i in self._ds.describe_indices() if column in i.field_names]
+        return [i["name"] for i in self._ds.list_indices() if column in i["fields"]]  # older pylance
+
+    def build_vector_index(self, column: str, dim: int) -> str:
+        """Build (or rebuild) an IVF-PQ cosine index on `column`; return its name."""
+        rows = self.count(f"{column} IS NOT NULL")
+        if rows < 256:
+            raise VlError(
+                f"{rows} vectors are too few for an index (need 256); exact search is fast at this size"
+            )
+        sub_vectors = next(n for n in (dim // 16, dim // 8, dim // 4, dim // 2, 1) if n >= 1 and dim % n == 0)
+        self._ds.create_index(
+            column,
+            index_type="IVF_PQ",
+            metric="cosine",
+            replace=True,
+            num_partitions=max(1, int(rows**0.5) // 4),
+            num_sub_vectors=sub_vectors,
+        )
+        self.refresh()
+        return self.vector_indices(column)[0]
+
     # --- writing ---------------------------------------------------------------------------
     def append(self, rows: pa.Table) -> None:
         """Append new rows; columns the rows lack are written as NULL."""

@@ -17,12 +17,13 @@ app = typer.Typer(
 
 def _register() -> None:
     # One module per command; each exposes `command`. Imported here so `vl --help` lists them all.
-    from vlcli.cli import crop, demo, export, ingest, query, status
+    from vlcli.cli import crop, demo, export, ingest, query, similar, status
 
     app.command("ingest")(ingest.command)
     app.command("crop")(crop.command)
     app.command("status")(status.command)
     app.command("query")(query.command)
+    app.command("similar")(similar.command)
     app.command("export")(export.command)
     app.command("demo")(demo.command)
 
