@@ -33,7 +33,8 @@ def similar(
     vector = _vector_of(table, image_id)
     safe = image_id.replace("'", "''")
     found = table.nearest(EMBEDDING, vector, k, columns, where=f"id != '{safe}' AND {EMBEDDING} IS NOT NULL")
-    return pl.from_arrow(found).rename({"_distance": "distance"})  # type: ignore[union-attr]
+    frame = pl.DataFrame(found)
+    return frame.rename({"_distance": "distance"})
 
 
 def build_index(table: Table) -> str:
