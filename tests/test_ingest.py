@@ -9,11 +9,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import typer
 from conftest import jpeg_bytes
 from typer.testing import CliRunner, Result
 
-from vlcli.cli import ingest as ingest_cli
+from vlcli.cli.app import app
 from vlcli.errors import SourceError, UsageError
 from vlcli.images import content_id, source_id
 from vlcli.ingest import IngestOptions, IngestReport, ingest, ingest_source
@@ -487,10 +486,7 @@ def test_a_table_path_holding_other_files_is_refused(
 
 
 def vl(*args: str) -> Result:
-    """Run `vl ingest ARGS` on an app holding only the ingest command."""
-    app = typer.Typer()
-    app.command("ingest")(ingest_cli.command)
-    app.command("noop")(lambda: None)  # two commands keep `ingest` a subcommand
+    """Run `vl ingest ARGS` on the real `vl` application."""
     return CliRunner().invoke(app, ["ingest", *args])
 
 
@@ -503,7 +499,7 @@ def test_cli_prints_a_summary(image_folder: Callable[..., Path], tmp_path: Path)
     result = vl(str(folder), str(tmp_path / "t.lance"), "--quiet")
 
     assert result.exit_code == 0, result.output
-    assert "ingest: 4 added, 1 duplicates, 1 errors, 1 ignored; 5 seen in" in result.output
+    assert "ingest: 4 added, 1 duplicate, 1 error, 1 ignored; 5 seen in" in result.output
     assert "duplicates: 0 already in the table, 1 identical to an earlier item of this run" in result.output
     assert "error: not an image" in result.output
     assert "ignored 1 files without an image extension (.md 1)" in result.output

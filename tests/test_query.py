@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from vlcli.cli import query as query_cli
+from vlcli.cli.app import app
 from vlcli.errors import QueryError
 from vlcli.query import printable, query
 from vlcli.schema import ingest_schema
@@ -105,10 +105,7 @@ def test_bad_sql_is_a_query_error(heavy: Table, sql: str, message: str) -> None:
 
 
 def cli() -> typer.Typer:
-    """The query command on its own app."""
-    app = typer.Typer()
-    app.command("query")(query_cli.command)
-    app.command("noop")(lambda: None)  # two commands keep `query` a subcommand
+    """The real `vl` application."""
     return app
 
 
