@@ -2,35 +2,44 @@
 
 from __future__ import annotations
 
-import click
+from typing import Any
+
 import typer
 
 from vlcli.cli.app import app
 
+try:  # typer >= 0.20 vendors click; older versions use click itself
+    from typer._click import core as click_core
+except ImportError:  # pragma: no cover
+    import click.core as click_core  # type: ignore[no-redef]
 
-def _plain_help(command: click.Command, name: str) -> str:
-    ctx = click.Context(command, info_name=name, terminal_width=100, max_content_width=100)
+
+def commands() -> dict[str, Any]:
+    """Every `vl` command by name (click command objects)."""
+    return dict(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def _plain_help(command: Any, name: str) -> str:
+    ctx = click_core.Context(command, info_name=name, terminal_width=100, max_content_width=100)
     formatter = ctx.make_formatter()
     # click's own formatter, not typer's rich one, so the text is stable and diff-friendly.
-    click.Command.format_help(command, ctx, formatter)
-    return formatter.getvalue().rstrip()
+    click_core.Command.format_help(command, ctx, formatter)
+    return str(formatter.getvalue()).rstrip()
 
 
 def render_reference() -> str:
     """The CLI reference in Markdown: the top-level help, then every command's help."""
-    root = typer.main.get_command(app)
-    assert isinstance(root, click.Group)
     parts = [
         "# CLI reference",
         "",
         "Generated from `--help` by `python -m vlcli.cli.reference > docs/cli.md`; a test keeps it current.",
         "",
         "```",
-        _plain_help(root, "vl"),
+        _plain_help(typer.main.get_command(app), "vl"),
         "```",
     ]
-    for name in sorted(root.commands):
-        parts += ["", f"## vl {name}", "", "```", _plain_help(root.commands[name], f"vl {name}"), "```"]
+    for name, command in sorted(commands().items()):
+        parts += ["", f"## vl {name}", "", "```", _plain_help(command, f"vl {name}"), "```"]
     return "\n".join(parts) + "\n"
 
 
