@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -11,6 +12,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "JPEG2000": "jp2"}
+_FAMILY = {"MPO": "JPEG"}
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom
 
 
 class ImageProblem(Exception):
@@ -132,12 +137,111 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def crop_view(img: Image.Image, box: tuple[int, int, int, int] | None) -> Image.Image:
+def crop_view(img: Image.Image, box: Box | None) -> Image.Image:
     """The view downstream steps see: the crop when a box is set, else the whole image."""
     if box is None:
         return img
+    return img.crop(clamp_box(box, img.size))
+
+
+def clamp_box(box: Box, size: tuple[int, int]) -> Box:
+    """`box` clipped to an image of `size`, never empty (at least 1x1)."""
     left, top, right, bottom = box
-    w, h = img.size
+    w, h = size
     left, top = max(0, min(left, w - 1)), max(0, min(top, h - 1))
-    right, bottom = max(left + 1, min(right, w)), max(top + 1, min(bottom, h))
-    return img.crop((left, top, right, bottom))
+    return left, top, max(left + 1, min(right, w)), max(top + 1, min(bottom, h))
+
+
+def scale_box(box: Box, frm: tuple[int, int], to: tuple[int, int]) -> Box:
+    """`box` in an image of size `frm` mapped to the same region of that image resized to `to`."""
+    sx, sy = to[0] / frm[0], to[1] / frm[1]
+    left, top, right, bottom = box
+    return round(left * sx), round(top * sy), round(right * sx), round(bottom * sy)
+
+
+def upright_size(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[tuple[int, int], str]:
+    """Size after EXIF orientation and PIL format name, from the header alone."""
+    img = _open(data, max_pixels)
+    w, h = img.size
+    if _orientation(img) in _ROTATED_ORIENTATIONS:
+        w, h = h, w
+    return (w, h), img.format or "UNKNOWN"
+
+
+def decode_view(
+    data: bytes, box: Box | None, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Decode the view every step sees: the crop when `box` (original upright pixels) is set, else the
+    whole image; with `min_side`, JPEGs decode at the smallest scale whose view keeps that short side."""
+    if box is None:
+        return decode(data, min_side=min_side, max_pixels=max_pixels)
+    if min_side is None:
+        return crop_view(decode(data, max_pixels=max_pixels), box)
+    full, _ = upright_size(data, max_pixels)
+    left, top, right, bottom = clamp_box(box, full)
+    # Draft mode scales the whole image: ask for the scale that leaves the crop, not the image, >= min_side.
+    need = math.ceil(min_side * min(full) / min(right - left, bottom - top))
+    img = decode(data, min_side=need, max_pixels=max_pixels)
+    return crop_view(img, scale_box((left, top, right, bottom), full, img.size))
+
+
+def resize_short(img: Image.Image, size: int, *, upscale: bool = False) -> Image.Image:
+    """Resize (antialiased) so the short side is `size`; smaller images stay as they are unless `upscale`."""
+    w, h = img.size
+    short = min(w, h)
+    if short == size or (short < size and not upscale):
+        return img
+    scale = size / short
+    target = (size, max(1, round(h * scale))) if w <= h else (max(1, round(w * scale)), size)
+    return img.resize(target, Image.Resampling.LANCZOS)
+
+
+def encode(img: Image.Image, fmt: str, quality: int = 95) -> bytes:
+    """Encode an RGB image as 'JPEG' (at `quality`) or 'PNG'."""
+    buf = io.BytesIO()
+    try:
+        if fmt == "JPEG":
+            img.save(buf, "JPEG", quality=quality)
+        else:
+            img.save(buf, fmt)
+    except (OSError, ValueError) as exc:
+        raise ImageProblem(f"cannot encode as {fmt} ({exc})") from exc
+    return buf.getvalue()
+
+
+def file_extension(fmt: str) -> str:
+    """The usual file extension of a PIL format name: 'JPEG' -> 'jpg'."""
+    return _EXTENSIONS.get(fmt, fmt.lower())
+
+
+def same_format(a: str, b: str) -> bool:
+    """Whether two PIL format names are the same file type (MPO is a JPEG with extra frames)."""
+    return _FAMILY.get(a, a) == _FAMILY.get(b, b)
+
+
+def view_bytes(
+    data: bytes,
+    box: Box | None,
+    *,
+    fmt: str | None = None,
+    size: int | None = None,
+    quality: int = 95,
+    upscale: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[bytes, str]:
+    """The view's file bytes and format: cropped to `box`, short side resized to `size`, encoded as `fmt`
+    (None: JPEG for JPEG sources, else PNG); the original bytes when none of that changes anything."""
+    full, source = upright_size(data, max_pixels)
+    region = clamp_box(box, full) if box is not None else (0, 0, *full)
+    short = min(region[2] - region[0], region[3] - region[1])
+    resize = size is not None and (short > size or (upscale and short < size))
+    whole = region == (0, 0, *full)
+    if whole and not resize and (fmt is None or same_format(fmt, source)):
+        return data, source
+    out = fmt or ("JPEG" if same_format(source, "JPEG") else "PNG")
+    img = decode_view(
+        data, None if whole else region, min_side=size if resize else None, max_pixels=max_pixels
+    )
+    if size is not None:
+        img = resize_short(img, size, upscale=upscale)
+    return encode(img, out, quality), out
