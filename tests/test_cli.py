@@ -43,3 +43,27 @@ def test_missing_table_is_one_line_with_exit_1(name: str, tmp_path: Path) -> Non
 def test_no_arguments_shows_help() -> None:
     result = CliRunner().invoke(app, [])
     assert "Usage" in result.output
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path, tiny_dinov2: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import jpeg_bytes, table_rows
+
+    from vlcli.schema import ingest_schema
+    from vlcli.storage import Table
+
+    table = Table.create(tmp_path / "t.lance", ingest_schema())
+    table.append(table_rows([jpeg_bytes(i, (400, 300)) for i in range(200)]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "vlcli.cli", "crop", table.path, "--model", tiny_dinov2, "--batch-size", "1"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "rerun" in stderr

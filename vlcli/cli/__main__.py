@@ -1,0 +1,5 @@
+"""`python -m vlcli.cli` runs `vl`."""
+
+from vlcli.cli.app import main
+
+main()
