@@ -1,14 +1,19 @@
-"""Export rows to Hugging Face `datasets` or sharded Parquet, with the original image bytes untouched."""
+"""Export rows to Hugging Face `datasets`, sharded Parquet or one image file per row; rows with a
+`crop_box` export their crop view unless cropping is turned off."""
 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import json
 import math
+import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -17,9 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vlcli.errors import ExportError, QueryError, UsageError
-from vlcli.schema import ID, IMAGE, INGEST_STATUS
+from vlcli.images import Box, file_extension, image_extensions
+from vlcli.schema import DATASET, ID, IMAGE, INGEST_STATUS
 from vlcli.steps.base import Progress
 from vlcli.storage import Table
+from vlcli.views import CROP_BOX, View, ViewOptions, boxes, column, default_workers, map_rows, render
 
 DEFAULT_SHARD_ROWS = 1000
 DEFAULT_WHERE = f"{INGEST_STATUS.name} = 'ok'"
@@ -29,10 +36,16 @@ PLAIN_BATCH_ROWS = 8192
 # Arrow `binary` (what the Hugging Face Image feature stores) caps one array at 2 GiB.
 MAX_CHUNK_BYTES = 1 << 30
 TMP_DIR = ".vl-export-tmp"
+# Left by `--images` exports: proof that the image files beside it were written by an export.
+MARKER = ".vl-export.json"
 # Everything an export writes into its folder; --overwrite removes these and nothing else.
-EXPORT_FILES = ("part-*.parquet", "data-*-of-*.arrow", "dataset_info.json", "state.json", TMP_DIR)
+EXPORT_FILES = ("part-*.parquet", "data-*-of-*.arrow", "dataset_info.json", "state.json", TMP_DIR, MARKER)
+# What `--images` writes: `<id>.<ext>` (and `.<id>.<ext>.part` while writing), maybe in dataset folders.
+IMAGE_FILE = re.compile(r"\.?[A-Za-z0-9][A-Za-z0-9_-]*\.(?P<ext>[a-z0-9]+)(\.part)?")
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
+NO_DATASET = "_none"
 
-Format = Literal["hf", "parquet"]
+Format = Literal["hf", "parquet", "images"]
 
 
 @dataclass
@@ -47,11 +60,21 @@ class ExportReport:
     columns: list[str] = field(default_factory=list)
     where: str | None = None
     seconds: float = 0.0
+    cropped: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    by_dataset: bool = False
+
+    @property
+    def file_count(self) -> int:
+        """Files written: one per row for `--images`, the shards and metadata otherwise."""
+        return self.rows if self.format == "images" else len(self.files)
 
     def load_hint(self) -> str:
         """Python that loads the export back."""
         if self.format == "hf":
             return f"datasets.load_from_disk({self.target!r})"
+        if self.format == "images":
+            return f"datasets.load_dataset('imagefolder', data_dir={self.target!r}, split='train')"
         files = str(Path(self.target) / "part-*.parquet")
         return f"datasets.load_dataset('parquet', data_files={files!r}, split='train')"
 
@@ -61,61 +84,136 @@ def export(
     *,
     hf: str | Path | None = None,
     parquet: str | Path | None = None,
+    images: str | Path | None = None,
     where: str | None = None,
     columns: Sequence[str] | None = None,
     image: bool = True,
     all_rows: bool = False,
     shard_rows: int = DEFAULT_SHARD_ROWS,
     overwrite: bool = False,
+    view: ViewOptions | None = None,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> ExportReport:
-    """Write the rows matching `where` (and `ingest_status = 'ok'` unless `all_rows`) to `hf` or `parquet`."""
+    """Write the rows matching `where` (and `ingest_status = 'ok'` unless `all_rows`) to `hf`, `parquet` or
+    `images`; each image is its crop view when the row has a `crop_box` (unless `view.crop` is off)."""
     started = time.perf_counter()
-    kind, target = _pick_target(hf, parquet)
-    if shard_rows < 1:
-        raise UsageError("--shard-rows must be at least 1")
-    names = select_columns(table.schema, columns, image=image)
+    kind, target = _pick_target(hf, parquet, images)
+    view = view or ViewOptions()
+    workers = default_workers() if workers is None else workers
+    _check_options(kind, shard_rows, workers, columns, image)
     predicate = row_filter(where, all_rows=all_rows)
     try:
         total = table.count(predicate)
     except QueryError as exc:
         raise QueryError(f"--where {where!r}: {_reason(exc, predicate)}") from exc
-    schema = hf_schema(table.schema, names)
+    report = ExportReport(format=kind, target=str(target), where=predicate)
+    if kind == "images":
+        report.by_dataset = len(_datasets(table, predicate)) > 1
+        write = _images_writer(table, predicate, target, view, workers, report)
+    else:
+        report.columns = select_columns(table.schema, columns, image=image)
+        write = _rows_writer(table, predicate, kind, target, total, shard_rows, view, workers, report)
     _prepare_target(target, table, overwrite)  # only once every option has been checked
-    report = ExportReport(format=kind, target=str(target), columns=names, where=predicate)
-    batches = _scan(table, names, predicate)
     if progress is not None:
         progress.start(f"export {kind}", total)
     try:
-        counted = _counting(batches, report, progress)
-        if kind == "parquet":
-            report.files = write_parquet_shards(counted, target, schema, shard_rows)
-        else:
-            report.files = _write_hf(
-                counted, target, schema, num_shards=max(1, math.ceil(total / shard_rows))
-            )
+        report.files = write(progress)
     except BaseException:
         _remove_export_files(target)
         raise
     finally:
         if progress is not None:
             progress.finish()
-    report.bytes_written = sum((target / f).stat().st_size for f in report.files)
+    report.bytes_written = _bytes_written(target, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+Writer = Callable[[Progress | None], list[str]]
+
+
+def _rows_writer(
+    table: Table,
+    predicate: str | None,
+    kind: Format,
+    target: Path,
+    total: int,
+    shard_rows: int,
+    view: ViewOptions,
+    workers: int,
+    report: ExportReport,
+) -> Writer:
+    """The `--hf`/`--parquet` export, its features checked before anything is written."""
+    names = report.columns
+    schema = hf_schema(table.schema, names)
+    crops = _crops(table, view) and IMAGE.name in names
+    reads = list(dict.fromkeys([*names, CROP_BOX])) if crops else names
+
+    def write(progress: Progress | None) -> list[str]:
+        batches = _scan(table, reads, predicate)
+        if IMAGE.name in names:
+            rows = _viewed(batches, names, view, workers, report, progress)
+        else:
+            rows = _counting(batches, report, progress)
+        if kind == "parquet":
+            return write_parquet_shards(rows, target, schema, shard_rows)
+        return _write_hf(rows, target, schema, num_shards=max(1, math.ceil(total / shard_rows)))
+
+    return write
+
+
+def _images_writer(
+    table: Table, predicate: str | None, target: Path, view: ViewOptions, workers: int, report: ExportReport
+) -> Writer:
+    """The `--images` export: one file per row, in dataset folders when the rows span several datasets."""
+    reads = [ID.name, IMAGE.name]
+    reads += [CROP_BOX] if _crops(table, view) else []
+    reads += [DATASET.name] if report.by_dataset else []
+
+    def write(progress: Progress | None) -> list[str]:
+        _write_marker(target, table, report, view)
+        batches = _scan(table, reads, predicate)
+        write_image_files(batches, target, view, workers, report, progress)
+        return [MARKER]
+
+    return write
+
+
+def _crops(table: Table, view: ViewOptions) -> bool:
+    return view.crop and CROP_BOX in table.schema.names
+
+
+def _bytes_written(target: Path, report: ExportReport) -> int:
+    if report.format == "images":
+        return report.bytes_written  # counted file by file as they were written
+    return sum((target / f).stat().st_size for f in report.files)
 
 
 # --- options ---------------------------------------------------------------------------------
 
 
-def _pick_target(hf: str | Path | None, parquet: str | Path | None) -> tuple[Format, Path]:
+def _pick_target(
+    hf: str | Path | None, parquet: str | Path | None, images: str | Path | None
+) -> tuple[Format, Path]:
     """Exactly one destination."""
-    if (hf is None) == (parquet is None):
-        raise UsageError("give exactly one of --hf DIR or --parquet DIR")
-    if hf is not None:
-        return "hf", Path(hf)
-    assert parquet is not None
-    return "parquet", Path(parquet)
+    targets: dict[Format, str | Path | None] = {"hf": hf, "parquet": parquet, "images": images}
+    given = [(kind, path) for kind, path in targets.items() if path is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --hf DIR, --parquet DIR or --images DIR")
+    kind, path = given[0]
+    return kind, Path(path)
+
+
+def _check_options(
+    kind: Format, shard_rows: int, workers: int, columns: Sequence[str] | None, image: bool
+) -> None:
+    if shard_rows < 1:
+        raise UsageError("--shard-rows must be at least 1")
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if kind == "images" and (columns is not None or not image):
+        raise UsageError("--columns and --no-image only apply to --hf and --parquet: --images writes images")
 
 
 def select_columns(schema: pa.Schema, columns: Sequence[str] | None, *, image: bool = True) -> list[str]:
@@ -167,7 +265,8 @@ def _prepare_target(target: Path, table: Table, overwrite: bool) -> None:
     if resolved.is_dir() and any(resolved.iterdir()):
         if not overwrite:
             raise ExportError(f"{str(target)!r} is not empty: pass --overwrite to replace a previous export")
-        foreign = [p.name for p in resolved.iterdir() if not _is_export_file(p.name)]
+        marked = (resolved / MARKER).is_file()
+        foreign = [p.name for p in resolved.iterdir() if not _written_by_export(p, marked)]
         if foreign:
             raise ExportError(
                 f"{str(target)!r} holds files a vl export did not write ({foreign[0]!r}): "
@@ -181,17 +280,37 @@ def _is_export_file(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in EXPORT_FILES)
 
 
+def _written_by_export(path: Path, marked: bool) -> bool:
+    """Whether an export wrote `path`; image files and dataset folders count only beside a MARKER."""
+    if _is_export_file(path.name):
+        return True
+    if not marked or path.is_symlink():
+        return False
+    if path.is_dir():
+        return all(_is_image_file(p) for p in path.iterdir())
+    return _is_image_file(path)
+
+
+def _is_image_file(path: Path) -> bool:
+    match = IMAGE_FILE.fullmatch(path.name)
+    return (
+        match is not None and match["ext"] in image_extensions() and path.is_file() and not path.is_symlink()
+    )
+
+
 def _remove_export_files(folder: Path) -> None:
     """Delete what an export writes in `folder`, leaving anything else alone."""
     if not folder.is_dir():
         return
+    marked = (folder / MARKER).is_file()
     for path in folder.iterdir():
-        if not _is_export_file(path.name):
+        if path.name == MARKER or not _written_by_export(path, marked):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
+    (folder / MARKER).unlink(missing_ok=True)  # last: an interrupted removal can still be repeated
 
 
 # --- rows ------------------------------------------------------------------------------------
@@ -216,22 +335,7 @@ def hf_schema(schema: pa.Schema, names: Sequence[str]) -> pa.Schema:
 def _scan(table: Table, names: list[str], predicate: str | None) -> Iterator[pa.RecordBatch]:
     """Matching rows in small batches; Lance reads a row's image only once the row has matched."""
     batch_rows = IMAGE_BATCH_ROWS if IMAGE.name in names else PLAIN_BATCH_ROWS
-    for batch in table.scan(names, predicate, batch_size=batch_rows):
-        yield from _split_by_bytes(batch)
-
-
-def _split_by_bytes(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    """Halve a batch until its image bytes fit one Arrow `binary` array."""
-    if IMAGE.name not in batch.schema.names or batch.num_rows <= 1:
-        yield batch
-        return
-    size = pc.sum(pc.binary_length(batch.column(IMAGE.name))).as_py() or 0
-    if size <= MAX_CHUNK_BYTES:
-        yield batch
-        return
-    half = batch.num_rows // 2
-    yield from _split_by_bytes(batch.slice(0, half))
-    yield from _split_by_bytes(batch.slice(half))
+    yield from table.scan(names, predicate, batch_size=batch_rows)
 
 
 def _counting(
@@ -244,12 +348,74 @@ def _counting(
             progress.advance(batch.num_rows, 0)
 
 
+def _viewed(
+    batches: Iterable[pa.RecordBatch],
+    names: list[str],
+    view: ViewOptions,
+    workers: int,
+    report: ExportReport,
+    progress: Progress | None,
+) -> Iterator[pa.RecordBatch]:
+    """Batches of `names` whose `image` is the `{bytes, path}` struct of each row's view, rendered in
+    parallel; rows whose image cannot be rendered are left out and counted by reason."""
+
+    def tasks(batch: pa.RecordBatch) -> list[Callable[[], View]]:
+        pairs = zip(column(batch, IMAGE.name), boxes(batch, view))
+        return [functools.partial(render, data, box, view) for data, box in pairs]
+
+    for batch, views in map_rows(batches, tasks, workers):
+        kept = [i for i, v in enumerate(views) if v.skipped is None]
+        _tally(report, views)
+        if progress is not None:
+            progress.advance(batch.num_rows, batch.num_rows - len(kept))
+        ids = column(batch, ID.name)
+        rows = batch.select(names).take(pa.array(kept, pa.int64()))
+        yield from _with_views(rows, [views[i] for i in kept], [ids[i] for i in kept])
+
+
+def _tally(report: ExportReport, views: Sequence[View]) -> None:
+    for v in views:
+        if v.skipped is not None:
+            report.skipped[v.skipped] += 1
+        else:
+            report.rows += 1
+            report.cropped += v.cropped
+
+
+def _with_views(batch: pa.RecordBatch, views: list[View], ids: list[str]) -> Iterator[pa.RecordBatch]:
+    """`batch` with its image replaced by the views, split so no slice holds over MAX_CHUNK_BYTES."""
+    start, size = 0, 0
+    for end, v in enumerate(views):
+        n = len(v.data or b"")
+        if end > start and size + n > MAX_CHUNK_BYTES:
+            yield _set_images(batch, views, ids, start, end)
+            start, size = end, 0
+        size += n
+    if start < len(views) or not views:
+        yield _set_images(batch, views, ids, start, len(views))
+
+
+def _set_images(
+    batch: pa.RecordBatch, views: list[View], ids: list[str], start: int, end: int
+) -> pa.RecordBatch:
+    data = pa.array([v.data for v in views[start:end]], pa.binary())
+    paths = [
+        f"{i}.{file_extension(v.format)}" if v.format is not None else None
+        for i, v in zip(ids[start:end], views[start:end])
+    ]
+    struct = pa.StructArray.from_arrays(
+        [data, pa.array(paths, pa.string())], names=["bytes", "path"], mask=data.is_null()
+    )
+    part = batch.slice(start, end - start)
+    return part.set_column(part.schema.get_field_index(IMAGE.name), IMAGE.name, struct)
+
+
 def to_hf_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Shape a scanned batch to the export schema: `image` becomes the `{bytes, path}` struct."""
+    """Shape a batch to the export schema; a binary `image` becomes the `{bytes, path}` struct."""
     arrays = []
     for f in schema:
         column = batch.column(f.name)
-        if f.name == IMAGE.name:
+        if f.name == IMAGE.name and not pa.types.is_struct(column.type):
             raw = column.cast(pa.binary())
             column = pa.StructArray.from_arrays(
                 [raw, pa.nulls(len(raw), pa.string())], names=["bytes", "path"], mask=raw.is_null()
@@ -314,3 +480,92 @@ def _write_hf(
         del dataset
         shutil.rmtree(tmp)
     return sorted(p.name for p in folder.iterdir() if _is_export_file(p.name))
+
+
+# --- image files -----------------------------------------------------------------------------
+
+
+def write_image_files(
+    batches: Iterable[pa.RecordBatch],
+    folder: Path,
+    view: ViewOptions,
+    workers: int,
+    report: ExportReport,
+    progress: Progress | None = None,
+) -> None:
+    """Render and write each row's view as `folder/[<dataset>/]<id>.<ext>` on `workers` threads."""
+
+    def tasks(batch: pa.RecordBatch) -> list[Callable[[], tuple[View, int]]]:
+        rows = zip(column(batch, ID.name), column(batch, IMAGE.name), boxes(batch, view))
+        sub = [_dataset_folder(d) for d in column(batch, DATASET.name)] if report.by_dataset else None
+        return [
+            functools.partial(_write_one, folder / sub[k] if sub else folder, row_id, data, box, view)
+            for k, (row_id, data, box) in enumerate(rows)
+        ]
+
+    for batch, written in map_rows(batches, tasks, workers):
+        views = [v for v, _ in written]
+        _tally(report, views)
+        report.bytes_written += sum(n for _, n in written)
+        if progress is not None:
+            progress.advance(batch.num_rows, sum(v.skipped is not None for v in views))
+
+
+def _write_one(
+    folder: Path, row_id: str, data: bytes | None, box: Box | None, view: ViewOptions
+) -> tuple[View, int]:
+    """Render one row and write its file; return the view (without its bytes) and the bytes written."""
+    if not SAFE_ID.fullmatch(row_id or ""):
+        return View(skipped="id is not a safe file name"), 0
+    if data is None:
+        return View(skipped="no image (ingest failed)"), 0
+    rendered = render(data, box, view)
+    if rendered.skipped is not None:
+        return rendered, 0
+    if rendered.data is None or rendered.format is None:
+        return View(skipped="not an image (unrecognised format)"), 0
+    folder.mkdir(exist_ok=True)
+    _write_new_file(folder / f"{row_id}.{file_extension(rendered.format)}", rendered.data)
+    return View(format=rendered.format, cropped=rendered.cropped), len(rendered.data)
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Write through a temporary name, so a crash never leaves a truncated file under the final one."""
+    tmp = path.with_name(f".{path.name}.part")
+    # O_EXCL | O_NOFOLLOW: never write through a link that appeared in the folder.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _dataset_folder(name: str | None) -> str:
+    """A dataset name as one safe folder name: no separators, no leading dot."""
+    if name is None:
+        return NO_DATASET
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    return safe or NO_DATASET
+
+
+def _datasets(table: Table, predicate: str | None) -> set[str | None]:
+    """Distinct `dataset` values of the exported rows (stops at two: all the layout needs to know)."""
+    if DATASET.name not in table.schema.names:
+        return set()
+    seen: set[str | None] = set()
+    for batch in table.scan([DATASET.name], predicate, batch_size=PLAIN_BATCH_ROWS):
+        seen.update(pc.unique(batch.column(0)).to_pylist())
+        if len(seen) > 1:
+            break
+    return seen
+
+
+def _write_marker(folder: Path, table: Table, report: ExportReport, view: ViewOptions) -> None:
+    """Record what the export is, and mark the folder's image files as ours for a later --overwrite."""
+    about = {
+        "table": str(Path(table.path).resolve()),
+        "version": table.version,
+        "where": report.where,
+        "by_dataset": report.by_dataset,
+        "view": asdict(view),
+    }
+    (folder / MARKER).write_text(json.dumps(about, indent=2) + "\n")

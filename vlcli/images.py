@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 100_000_000
+PNG_COMPRESS_LEVEL = 1
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "JPEG2000": "jp2"}
 _FAMILY = {"MPO": "JPEG"}
@@ -197,13 +198,14 @@ def resize_short(img: Image.Image, size: int, *, upscale: bool = False) -> Image
 
 
 def encode(img: Image.Image, fmt: str, quality: int = 95) -> bytes:
-    """Encode an RGB image as 'JPEG' (at `quality`) or 'PNG'."""
+    """Encode an RGB image as 'JPEG' (at `quality`) or 'PNG' (lossless, fast zlib level)."""
     buf = io.BytesIO()
     try:
         if fmt == "JPEG":
             img.save(buf, "JPEG", quality=quality)
         else:
-            img.save(buf, fmt)
+            # zlib level 1: ~3x faster than PIL's default 6 on photos, for files ~15% larger.
+            img.save(buf, fmt, compress_level=PNG_COMPRESS_LEVEL)
     except (OSError, ValueError) as exc:
         raise ImageProblem(f"cannot encode as {fmt} ({exc})") from exc
     return buf.getvalue()
@@ -212,6 +214,11 @@ def encode(img: Image.Image, fmt: str, quality: int = 95) -> bytes:
 def file_extension(fmt: str) -> str:
     """The usual file extension of a PIL format name: 'JPEG' -> 'jpg'."""
     return _EXTENSIONS.get(fmt, fmt.lower())
+
+
+def image_extensions() -> frozenset[str]:
+    """Every extension `file_extension` gives a format PIL can open."""
+    return frozenset(file_extension(fmt) for fmt in Image.registered_extensions().values())
 
 
 def same_format(a: str, b: str) -> bool:

@@ -78,7 +78,8 @@ def render(data: bytes | None, box: Box | None, options: ViewOptions) -> View:
         )
     except ImageProblem as exc:
         if box is None and options.size is None and options.format is None:
-            return View(data=data)  # exported as is, never decoded: an unknown format is not a reason to drop it
+            # Exported as is, never decoded: an unknown format is no reason to drop the row.
+            return View(data=data)
         return View(skipped=reason_key(f"skipped: {exc}").removeprefix("skipped: "))
     return View(data=out, format=fmt, cropped=box is not None)
 
