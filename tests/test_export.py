@@ -437,3 +437,17 @@ def test_cli_images(crops: CropCase, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--format must be png or jpg, not 'gif'" in bad.stderr
     refused = run(crops.table.path, "--images", str(tmp_path / "y"), "--columns", "width")
     assert refused.exit_code == 2 and "--images writes images" in refused.stderr
+
+
+class FailingProgress(RecordingProgress):
+    """Interrupts the export after the first batch."""
+
+    def advance(self, rows: int, errors: int) -> None:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_images_export_removes_its_files(crops: CropCase, tmp_path: Path) -> None:
+    target = tmp_path / "img"
+    with pytest.raises(KeyboardInterrupt):
+        export(crops.table, images=target, progress=FailingProgress())
+    assert list(target.iterdir()) == []
