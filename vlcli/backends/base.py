@@ -11,6 +11,7 @@ from vlcli.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
@@ -74,6 +75,21 @@ class Embedder(Protocol):
 
     def provenance(self) -> dict[str, Any]:
         """Model name, revision and settings that determine the output."""
+        ...
+
+
+@runtime_checkable
+class NsfwScorer(Protocol):
+    """Scores batches of upright RGB images with P(nsfw) in [0, 1], one float per image, in order."""
+
+    name: str
+
+    def score(self, images: list[Image.Image]) -> list[float]:
+        """P(nsfw) of each image, in input order; an empty batch gives an empty list."""
+        ...
+
+    def provenance(self) -> dict[str, Any]:
+        """Model name, revision and settings that determine the scores."""
         ...
 
 

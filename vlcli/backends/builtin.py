@@ -12,3 +12,17 @@ def _transformers_embedder(**options: Any) -> Any:
     from vlcli.backends.dinov2 import TransformersEmbedder
 
     return TransformersEmbedder(**options)
+
+
+@register("nsfw", "nudenet")
+def _nudenet_scorer(**options: Any) -> Any:
+    from vlcli.backends.nudenet_backend import NudeNetScorer
+
+    return NudeNetScorer(**options)
+
+
+@register("nsfw", "hf")
+def _hf_nsfw_classifier(**options: Any) -> Any:
+    from vlcli.backends.hf_classifier import HFNsfwClassifier
+
+    return HFNsfwClassifier(**options)
