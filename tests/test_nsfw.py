@@ -13,7 +13,6 @@ from PIL import Image, ImageDraw
 
 from vlcli.backends import available, create
 from vlcli.backends.base import NsfwScorer
-from vlcli.backends.dinov2 import ModelLoadError
 from vlcli.backends.hf_classifier import NSFW_LABELS, nsfw_label_ids
 from vlcli.backends.nudenet_backend import (
     COUNTED_CLASSES,
@@ -22,7 +21,7 @@ from vlcli.backends.nudenet_backend import (
     exposed_score,
     letterbox,
 )
-from vlcli.errors import MissingDependencyError, UsageError
+from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
 
 
 def scene(seed: int, size: tuple[int, int] = (400, 300)) -> Image.Image:
@@ -267,7 +266,7 @@ def test_hf_multi_label_model_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("model", ["nobody/no-such-nsfw-model", "/no/such/folder"])
 def test_hf_missing_model_is_a_clear_error(model: str) -> None:
-    with pytest.raises(ModelLoadError, match=f"cannot load .*{model}.* for NSFW scoring"):
+    with pytest.raises(ModelLoadError, match=f"cannot load .*{model}.*offline"):
         create("nsfw", "hf", model=model, device="cpu")
 
 

@@ -35,6 +35,19 @@ class UsageError(VlError):
     exit_code = 2
 
 
+class ModelLoadError(VlError):
+    """A model or its processor could not be loaded."""
+
+    @classmethod
+    def wrap(cls, what: str, model: str, exc: BaseException) -> ModelLoadError:
+        """One line naming what failed to load, the first line of why, and how to fix it."""
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return cls(
+            f"cannot load {what} {model!r}: {first} (check the name or path; offline, the model must already "
+            "be in the Hugging Face cache)"
+        )
+
+
 class MissingDependencyError(VlError):
     """An optional library is needed; the message names the extra to install."""
 

@@ -5,21 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from vlcli.backends.base import require, resolve_device, resolve_dtype
-from vlcli.errors import VlError
+from vlcli.errors import ModelLoadError
 
 DEFAULT_MODEL = "facebook/dinov2-base"
-
-
-class ModelLoadError(VlError):
-    """A model or its processor could not be loaded."""
-
-
-def _load_error(what: str, model: str, exc: Exception) -> ModelLoadError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return ModelLoadError(
-        f"cannot load {what} {model!r}: {first} (check the name or path; offline, the model must already be "
-        "in the Hugging Face cache)"
-    )
 
 
 def embedding_dim(
@@ -32,7 +20,7 @@ def embedding_dim(
             model, revision=revision, trust_remote_code=trust_remote_code
         )
     except Exception as exc:
-        raise _load_error("the config of", model, exc) from exc
+        raise ModelLoadError.wrap("the config of", model, exc) from exc
     return int(config.hidden_size)
 
 
@@ -71,13 +59,13 @@ class TransformersEmbedder:
                 model, revision=revision, trust_remote_code=trust_remote_code
             )
         except Exception as exc:
-            raise _load_error("the image processor of", model, exc) from exc
+            raise ModelLoadError.wrap("the image processor of", model, exc) from exc
         try:
             net = transformers.AutoModel.from_pretrained(
                 model, revision=revision, trust_remote_code=trust_remote_code
             )
         except Exception as exc:
-            raise _load_error("the model", model, exc) from exc
+            raise ModelLoadError.wrap("the model", model, exc) from exc
         self.model = net.to(self.device).eval()
         self.input_size = _input_size(processor)
         self.dim = int(net.config.hidden_size)

@@ -9,8 +9,7 @@ from typing import Any
 from PIL import Image
 
 from vlcli.backends.base import require, resolve_device, resolve_dtype
-from vlcli.backends.dinov2 import ModelLoadError
-from vlcli.errors import UsageError
+from vlcli.errors import ModelLoadError, UsageError
 
 DEFAULT_MODEL = "AdamCodd/vit-base-nsfw-detector"
 NSFW_LABELS = frozenset({"nsfw", "porn", "sexy", "hentai", "explicit", "unsafe"})
@@ -34,14 +33,6 @@ def nsfw_label_ids(id2label: Mapping[int, str], labels: Sequence[str] | None = N
     return ids
 
 
-def _load_failure(what: str, model: str, exc: Exception) -> ModelLoadError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return ModelLoadError(
-        f"cannot load {what} {model!r} for NSFW scoring: {first} (check the name or path; offline, the model "
-        "must already be in the Hugging Face cache)"
-    )
-
-
 @lru_cache(maxsize=2)
 def _load(model: str, revision: str | None, trust_remote_code: bool, device: str) -> tuple[Any, Any]:
     transformers = require("transformers", "models")
@@ -50,11 +41,11 @@ def _load(model: str, revision: str | None, trust_remote_code: bool, device: str
     try:
         processor = transformers.AutoImageProcessor.from_pretrained(model, **kwargs)
     except Exception as exc:
-        raise _load_failure("the image processor of", model, exc) from exc
+        raise ModelLoadError.wrap("the image processor of", model, exc) from exc
     try:
         net = transformers.AutoModelForImageClassification.from_pretrained(model, **kwargs)
     except Exception as exc:
-        raise _load_failure("the image classifier", model, exc) from exc
+        raise ModelLoadError.wrap("the image classifier", model, exc) from exc
     return processor, net.to(device).eval()
 
 

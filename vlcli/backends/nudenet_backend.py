@@ -25,8 +25,7 @@ import numpy as np
 from PIL import Image
 
 from vlcli.backends.base import DEVICES, DTYPES
-from vlcli.backends.dinov2 import ModelLoadError
-from vlcli.errors import MissingDependencyError, UsageError
+from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
 
 MODEL_PACKAGE = "nudenet"
 MODEL_FILE = "320n.onnx"
