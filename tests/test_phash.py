@@ -1,0 +1,130 @@
+"""pHash: the same bits as imagehash, the documented bit order, int64 storage, draft decoding."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from vlcli import samples
+from vlcli.images import decode
+from vlcli.phash import distance, from_int64, phash, phash_bytes, to_hex, to_int64
+
+imagehash = pytest.importorskip("imagehash")
+
+
+def _reference(img: Image.Image) -> int:
+    return int(str(imagehash.phash(img)), 16)
+
+
+def _scene(seed: int, size: tuple[int, int]) -> Image.Image:
+    return samples.draw_scene(random.Random(seed), np.random.default_rng(seed), size)
+
+
+def _with_alpha(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    w, h = rgba.size
+    alpha = np.tile(np.linspace(0, 255, w, dtype=np.uint8), (h, 1))
+    rgba.putalpha(Image.fromarray(alpha))
+    return rgba
+
+
+def _images() -> list[tuple[str, Image.Image]]:
+    scene = _scene(1, (640, 480))
+    rng = random.Random(2)
+    out = [
+        ("scene", scene),
+        ("scene tall", _scene(3, (301, 757))),
+        ("scene tiny", _scene(4, (200, 150)).resize((33, 17))),
+        ("scene wide", _scene(5, (1999, 211))),
+        ("chart", samples.draw_chart(rng)[1]),
+        ("page", samples.draw_page(rng)),
+        ("receipt", samples.draw_receipt(rng, np.random.default_rng(2))),
+        ("L", scene.convert("L")),
+        ("P", scene.quantize(64)),
+        ("RGBA", _with_alpha(scene)),
+        ("LA", _with_alpha(scene).convert("LA")),
+        ("1", scene.convert("1")),
+        ("CMYK", scene.convert("CMYK")),
+        ("I;16", Image.fromarray(np.random.default_rng(6).integers(0, 65535, (70, 50)).astype(np.uint16))),
+        ("1x1", Image.new("RGB", (1, 1), (10, 200, 30))),
+    ]
+    # Flat and mirror-symmetric images: many DCT coefficients are 0 up to rounding noise, so equal bits
+    # need the same transform, not just the same maths.
+    out += [(f"flat {v}", Image.new("RGB", (50, 40), (v, v, v))) for v in (0, 77, 255)]
+    half = np.asarray(scene.convert("L"))[:, :320]
+    out.append(("mirror", Image.fromarray(np.concatenate([half, half[:, ::-1]], axis=1))))
+    return out
+
+
+IMAGES = _images()
+
+
+@pytest.mark.parametrize(("name", "img"), IMAGES, ids=[name for name, _ in IMAGES])
+def test_phash_equals_imagehash(name: str, img: Image.Image) -> None:
+    h = phash(img)
+    assert 0 <= h < 2**64
+    assert h == _reference(img)
+    assert to_hex(h) == str(imagehash.phash(img))
+    assert imagehash.hex_to_hash(to_hex(h)) == imagehash.phash(img)
+
+
+def test_distance_matches_imagehash() -> None:
+    a, b = _scene(7, (320, 240)), _scene(8, (320, 240))
+    assert distance(phash(a), phash(b)) == imagehash.phash(a) - imagehash.phash(b)
+
+
+def test_bit_order_first_coefficient_is_most_significant() -> None:
+    # The DC coefficient (row 0, column 0) of a bright image is far above the median: the top bit.
+    assert phash(Image.new("RGB", (32, 32), (200, 200, 200))) >> 63 == 1
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_int64_round_trip(h: int) -> None:
+    v = to_int64(h)
+    assert -(2**63) <= v < 2**63
+    assert from_int64(v) == h
+    assert np.array([v], dtype=np.int64).view(np.uint64)[0] == h  # the same bits numpy sees
+
+
+def test_int64_rejects_out_of_range() -> None:
+    with pytest.raises(ValueError, match="2\\*\\*64"):
+        to_int64(2**64)
+    with pytest.raises(ValueError, match="int64"):
+        from_int64(2**63)
+
+
+def _encode(img: Image.Image, fmt: str, **kw: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_phash_bytes_png_is_exact() -> None:
+    img = _scene(9, (800, 600))
+    assert phash_bytes(_encode(img, "PNG")) == _reference(img)
+
+
+def test_phash_bytes_full_scale_jpeg_is_exact() -> None:
+    data = _encode(_scene(10, (1024, 768)), "JPEG", quality=90)
+    assert phash_bytes(data, min_side=None) == _reference(Image.open(io.BytesIO(data)))
+
+
+def test_phash_bytes_draft_jpeg_is_close() -> None:
+    for seed in range(6):
+        data = _encode(_scene(seed, (1600, 1200)), "JPEG", quality=88)
+        assert distance(phash_bytes(data), _reference(Image.open(io.BytesIO(data)))) <= 6
+
+
+def test_phash_bytes_hashes_the_upright_image() -> None:
+    img = _scene(11, (400, 300))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways; viewers rotate it 90 degrees clockwise
+    data = _encode(img.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif.tobytes())  # type: ignore[arg-type]
+    assert phash_bytes(data, min_side=None) == phash(decode(data))
+    assert decode(data).size == (400, 300)
