@@ -86,3 +86,12 @@ def tiny_dinov2(tmp_path_factory: pytest.TempPathFactory) -> str:
     from vlcli.tiny_models import tiny_dinov2 as build
 
     return build(tmp_path_factory.mktemp("tiny-dinov2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_nsfw_classifier(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random ViT image classifier with labels normal/nsfw, saved like a hub checkpoint."""
+    pytest.importorskip("transformers")
+    from vlcli.tiny_models import tiny_image_classifier
+
+    return tiny_image_classifier(tmp_path_factory.mktemp("tiny-nsfw"))

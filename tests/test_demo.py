@@ -111,7 +111,9 @@ def test_cli_runs_and_ends_with_status(tmp_path: Path) -> None:
     assert "NOT meaningful" in result.stderr  # the offline-models banner
     table = Table.open(out / "demo.lance")
     assert table.count() == 11
-    assert table.count("crop_status = 'ok'") == 10  # every readable image was cropped
+    kept = table.count("filter_keep = true")
+    assert 0 < kept < 10  # the generated near-duplicates are filtered out
+    assert table.count("crop_status = 'ok'") == kept  # no model time on rejected rows
 
 
 def test_cli_quiet_prints_only_status(tmp_path: Path) -> None:

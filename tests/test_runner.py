@@ -163,3 +163,19 @@ def test_changed_settings_are_reported(make_table: Callable[..., Table]) -> None
     table = make_table(4)
     assert run_step(table, Tunable(1)).changed_settings == {}
     assert run_step(table, Tunable(2)).changed_settings == {"level": (1, 2)}
+
+
+def test_steps_after_the_filter_skip_rejected_rows(make_table: Callable[..., Table]) -> None:
+    class AfterFilter(SkipOddStep):
+        name = "after"
+        after_filter = True
+
+        def prepare(self, row):  # type: ignore[no-untyped-def]
+            return row["id"]
+
+    table = make_table(6)
+    ids = sorted(_column(table, "id"))
+    table.ensure_columns([pa.field("filter_keep", pa.bool_())])
+    table.write_back(pa.table({"id": ids[:2], "filter_keep": [False, True]}))
+    report = run_step(table, AfterFilter())
+    assert report.done == 5 and _column(table, "after_status")[ids[0]] is None

@@ -14,6 +14,7 @@ from vlcli.ingest import IngestReport, ingest
 from vlcli.samples import MIN_IMAGES, SampleSet, write_samples
 from vlcli.steps.base import Progress, Step, StepReport, run_step
 from vlcli.steps.crop import CropSettings, CropStep
+from vlcli.steps.filter import FilterReport, FilterStep
 from vlcli.storage import Table
 from vlcli.tiny_models import tiny_dinov2
 
@@ -43,7 +44,11 @@ class DemoModels:
 
 
 # Every step that exists, in pipeline order; adding one is one line.
-DEMO_STEPS: tuple[Callable[[DemoModels], Step], ...] = (lambda models: CropStep(models.crop()),)
+# The filter runs first (nudenet's real model ships in its wheel), so no model time goes on rejects.
+DEMO_STEPS: tuple[Callable[[DemoModels], Step], ...] = (
+    lambda models: FilterStep(),
+    lambda models: CropStep(models.crop()),
+)
 
 
 @dataclass
@@ -56,6 +61,7 @@ class DemoResult:
     samples: SampleSet
     ingest: IngestReport
     steps: list[StepReport] = field(default_factory=list)
+    decisions: FilterReport | None = None
     seconds: float = 0.0
 
 
@@ -109,6 +115,7 @@ def run_demo(
     table = Table.open(table_path)
     models = DemoModels(real=real_models, folder=root / MODELS_NAME)
     steps = [run_step(table, make(models), None, _progress(progress_factory)) for make in DEMO_STEPS]
+    decisions = next((r.summary for r in steps if isinstance(r.summary, FilterReport)), None)
     return DemoResult(
         directory=root,
         images=images,
@@ -116,6 +123,7 @@ def run_demo(
         samples=samples,
         ingest=report,
         steps=steps,
+        decisions=decisions,
         seconds=time.perf_counter() - started,
     )
 

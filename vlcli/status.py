@@ -46,6 +46,7 @@ class TableStatus:
     size_bytes: int
     steps: list[StepStatus]
     last_ingest: dict[str, Any] | None = None
+    decisions: dict[str, int] | None = None  # the filter's verdicts: "kept" or a reason -> rows
 
     def step(self, name: str) -> StepStatus:
         """The counts of the step called `name`."""
@@ -81,7 +82,24 @@ def table_status(table: Table) -> TableStatus:
         size_bytes=table.size_on_disk(),
         steps=[_step_status(name, counts[name], provenance[name]) for name in steps],
         last_ingest=last_ingest,
+        decisions=_decisions(table),
     )
+
+
+def _decisions(table: Table) -> dict[str, int] | None:
+    """Rows kept and rejected by reason, from the filter's keep/reason columns (when present)."""
+    if "filter_keep" not in table.schema.names:
+        return None
+    frame = (
+        table.lazy()
+        .filter(pl.col("filter_keep").is_not_null())
+        .group_by(
+            pl.when(pl.col("filter_keep")).then(pl.lit("kept")).otherwise(pl.col("filter_reason")).alias("k")
+        )
+        .agg(pl.len().alias("n"))
+        .collect()
+    )
+    return {str(k): int(n) for k, n in sorted(frame.iter_rows(), key=lambda kv: -kv[1])}
 
 
 # (status value or None, whether the row's ingest succeeded) -> rows

@@ -44,3 +44,31 @@ def tiny_dinov2(folder: str | os.PathLike[str], image_size: int = 56, seed: int 
     transformers.Dinov2Model(config).save_pretrained(path)
     processor.save_pretrained(path)
     return str(path)
+
+
+def tiny_image_classifier(
+    folder: str | os.PathLike[str], labels: tuple[str, ...] = ("normal", "nsfw"), seed: int = 0
+) -> str:
+    """A 2-layer random ViT image classifier with `labels` and its processor in `folder`."""
+    path = Path(folder)
+    if (path / "config.json").exists() and (path / "preprocessor_config.json").exists():
+        return str(path)
+    torch = require("torch", "models")
+    transformers = require("transformers", "models")
+    transformers.utils.logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    processor = transformers.ViTImageProcessor(size={"height": 32, "width": 32})
+    path.mkdir(parents=True, exist_ok=True)
+    transformers.ViTForImageClassification(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)

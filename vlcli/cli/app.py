@@ -17,9 +17,10 @@ app = typer.Typer(
 
 def _register() -> None:
     # One module per command; each exposes `command`. Imported here so `vl --help` lists them all.
-    from vlcli.cli import crop, demo, export, ingest, query, similar, status
+    from vlcli.cli import crop, demo, export, filter, ingest, query, similar, status
 
     app.command("ingest")(ingest.command)
+    app.command("filter")(filter.command)
     app.command("crop")(crop.command)
     app.command("status")(status.command)
     app.command("query")(query.command)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
+from vlcli.cli.filter import print_filter_report
 from vlcli.cli.ingest import print_summary
 from vlcli.cli.status import human_bytes, render
 from vlcli.demo import DEFAULT_DIRECTORY, DEFAULT_IMAGES, EXPORT_NAME, DemoResult, run_demo
@@ -59,6 +60,8 @@ def command(
         print_summary(result.ingest)
         for report in result.steps:
             print_report(report)
+        if result.decisions is not None:
+            print_filter_report(result.decisions)
         console.print()
     render(table_status(Table.open(result.table)))
     if not quiet:

@@ -57,6 +57,9 @@ def render(status: TableStatus) -> None:
             reasons.add_row(s.step, escape(reason), f"{n:,}")
     if reasons.row_count:
         console.print(reasons)
+    if status.decisions:
+        verdicts = ", ".join(f"{name} {n:,}" for name, n in status.decisions.items())
+        console.print(f"filter decisions: {verdicts}", highlight=False)
     if any(s.blocked for s in status.steps):
         console.print("blocked: not done and never will be, because the row's ingest failed", style="dim")
     if status.tags:

@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -78,6 +78,7 @@ class Step:
     reads: ClassVar[tuple[str, ...]] = ("id",)
     writes: tuple[Column, ...] = ()  # an instance may set its own (e.g. an embedding sized by its model)
     requires: ClassVar[str | None] = "ingest_status = 'ok'"
+    after_filter: ClassVar[bool] = False  # skip rows `vl filter` rejected, once it has run
 
     @property
     def status(self) -> str:
@@ -88,12 +89,15 @@ class Step:
         """Every column the step fills, its status column last."""
         return (*self.writes, status_column(self.name))
 
-    def pending_filter(self, retry_errors: bool = False) -> str:
-        """The predicate selecting rows this step still has to do."""
+    def pending_filter(self, retry_errors: bool = False, columns: Iterable[str] = ()) -> str:
+        """The predicate selecting rows this step still has to do (`columns`: the table's columns)."""
         todo = f"{self.status} IS NULL"
         if retry_errors:
             todo = f"({todo} OR {self.status} LIKE 'error:%')"
-        return f"{todo} AND ({self.requires})" if self.requires else todo
+        parts = [todo, *([f"({self.requires})"] if self.requires else [])]
+        if self.after_filter and "filter_keep" in columns:
+            parts.append("(filter_keep IS NULL OR filter_keep = true)")  # no model time on rejected rows
+        return " AND ".join(parts)
 
     def setup(self) -> None:
         """Load models once per process, before the first batch (not called when nothing is pending)."""
@@ -110,6 +114,10 @@ class Step:
         """Model names, revisions and parameters that determine this step's output."""
         return {}
 
+    def finish(self, table: Table) -> Any:
+        """The global part, after every pending row is done (also when none was): returns a summary."""
+        return None
+
 
 @dataclass
 class StepReport:
@@ -125,6 +133,7 @@ class StepReport:
     interrupted: bool = False
     tag: str | None = None
     changed_settings: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    summary: Any = None  # what the step's global part (`Step.finish`) reported
 
     @property
     def processed(self) -> int:
@@ -318,15 +327,16 @@ def run_step(
     report.changed_settings = _changed_settings(table, step)
     if opts.redo:
         _reset(table, step)
-    where = step.pending_filter(opts.retry_errors)
+    where = step.pending_filter(opts.retry_errors, table.schema.names)
     pending = table.count(where)
     report.pending = pending if opts.limit is None else min(pending, opts.limit)
     if progress is not None:
         progress.start(step.name, report.pending)
     if report.pending == 0:
-        report.seconds = time.perf_counter() - started
         if progress is not None:
             progress.finish()
+        report.summary = step.finish(table)
+        report.seconds = time.perf_counter() - started
         return report
 
     step.setup()
@@ -358,6 +368,7 @@ def run_step(
         if progress is not None:
             progress.finish()
     _finish(table, step, report)
+    report.summary = step.finish(table)
     report.seconds = time.perf_counter() - started
     return report
 

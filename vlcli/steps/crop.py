@@ -103,6 +103,7 @@ class CropStep(Step):
 
     name = "crop"
     reads = ("id", "image", "width", "height")
+    after_filter = True
 
     def __init__(self, settings: CropSettings | None = None) -> None:
         self.settings = settings or CropSettings()

@@ -1,0 +1,120 @@
+"""`vl filter TABLE`: size and aspect bounds, NSFW score, near-duplicates; keep flag and reason per row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vlcli.cli.common import (
+    BatchSize,
+    Limit,
+    Pool,
+    Quiet,
+    Redo,
+    RetryErrors,
+    RichProgress,
+    Workers,
+    console,
+    handles_errors,
+    plural,
+    print_report,
+    run_options,
+)
+from vlcli.steps.filter import FilterReport, FilterRules, ScoreSettings, run_filter
+from vlcli.storage import Table
+
+
+@handles_errors
+def command(
+    table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
+    min_side: Annotated[
+        int, typer.Option("--min-side", min=0, help="Reject images whose short side is smaller.")
+    ] = 256,
+    max_side: Annotated[
+        int | None, typer.Option("--max-side", min=1, help="Reject images whose long side is larger.")
+    ] = None,
+    min_aspect: Annotated[
+        float | None, typer.Option("--min-aspect", help="Reject width/height below this.")
+    ] = None,
+    max_aspect: Annotated[
+        float | None, typer.Option("--max-aspect", help="Reject width/height above this.")
+    ] = None,
+    nsfw: Annotated[str, typer.Option(help="NSFW backend: nudenet (offline), hf, or none.")] = "nudenet",
+    nsfw_model: Annotated[
+        str | None,
+        typer.Option("--nsfw-model", help="Model for --nsfw hf (default AdamCodd/vit-base-nsfw-detector)."),
+    ] = None,
+    nsfw_threshold: Annotated[
+        float, typer.Option("--nsfw-threshold", help="Reject when P(nsfw) is above this.")
+    ] = 0.5,
+    phash_distance: Annotated[
+        int,
+        typer.Option("--phash-distance", help="Near-duplicates: pHash Hamming distance below this (0: off)."),
+    ] = 8,
+    dedup_scope: Annotated[
+        str, typer.Option("--dedup-scope", help="all: across the table; dataset: within each dataset.")
+    ] = "all",
+    semantic_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--semantic-threshold",
+            help="Also drop images whose embeddings have cosine >= this (needs vl crop).",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (hf backend).")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (hf backend).")] = "auto",
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option("--trust-remote-code", help="Allow the model's own Python code to run (hf backend)."),
+    ] = False,
+    batch_size: BatchSize = 32,
+    limit: Limit = None,
+    retry_errors: RetryErrors = False,
+    redo: Redo = False,
+    workers: Workers = 2,
+    pool: Pool = "thread",
+    quiet: Quiet = False,
+) -> None:
+    """Filter: bounds on size and aspect, NSFW score, perceptual-hash near-duplicates (kept: largest image).
+
+    Scores each pending row once (phash, nsfw_score; resumable), then recomputes filter_keep,
+    filter_reason and dup_of for every row from the stored scores: rerun with other thresholds to
+    change the decision without decoding anything.
+    """
+    settings = ScoreSettings(
+        nsfw=nsfw, nsfw_model=nsfw_model, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+    )
+    rules = FilterRules(
+        min_side=min_side,
+        max_side=max_side,
+        min_aspect=min_aspect,
+        max_aspect=max_aspect,
+        nsfw_threshold=nsfw_threshold,
+        phash_distance=phash_distance,
+        dedup_scope=dedup_scope,
+        semantic_threshold=semantic_threshold,
+    )
+    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo)
+    step_report, filter_report = run_filter(
+        Table.open(table), settings, rules, opts, RichProgress(enabled=False if quiet else None)
+    )
+    print_report(step_report)
+    print_filter_report(filter_report)
+
+
+def print_filter_report(report: FilterReport) -> None:
+    """Kept rows, rejections by reason, duplicate groups."""
+    rejected = sum(report.reasons.values())
+    console.print(
+        f"[bold]filter[/]: {report.kept:,} kept, {rejected:,} rejected of {report.rows:,} rows"
+        + (f", {report.not_scored:,} not scored yet" if report.not_scored else ""),
+        highlight=False,
+    )
+    for reason, count in report.reasons.most_common():
+        console.print(f"  {reason:<20} {count:,}", highlight=False)
+    if report.duplicate_groups:
+        console.print(
+            f"  {plural(report.duplicate_groups, 'image')} kept with near-duplicates dropped", highlight=False
+        )
