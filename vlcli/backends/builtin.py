@@ -26,3 +26,10 @@ def _hf_nsfw_classifier(**options: Any) -> Any:
     from vlcli.backends.hf_classifier import HFNsfwClassifier
 
     return HFNsfwClassifier(**options)
+
+
+@register("detector", "ultralytics")
+def _ultralytics_detector(**options: Any) -> Any:
+    from vlcli.backends.yolo import UltralyticsDetector
+
+    return UltralyticsDetector(**options)
