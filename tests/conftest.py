@@ -95,3 +95,21 @@ def tiny_nsfw_classifier(tmp_path_factory: pytest.TempPathFactory) -> str:
     from vlcli.tiny_models import tiny_image_classifier
 
     return tiny_image_classifier(tmp_path_factory.mktemp("tiny-nsfw"))
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer random BLIP captioner with its processor, saved like a hub checkpoint; returns its folder."""
+    pytest.importorskip("transformers")
+    from vlcli.tiny_models import tiny_blip as build
+
+    return build(tmp_path_factory.mktemp("tiny-blip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer random open_clip model saved as a checkpoint folder; returns the folder."""
+    pytest.importorskip("open_clip")
+    from vlcli.tiny_models import tiny_clip as build
+
+    return build(tmp_path_factory.mktemp("tiny-clip"))

@@ -6,8 +6,10 @@ writes a folder laid out like a hub checkpoint, loaded through the same code pat
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from vlcli.backends.base import require
 
@@ -71,4 +73,146 @@ def tiny_image_classifier(
     path.mkdir(parents=True, exist_ok=True)
     transformers.ViTForImageClassification(config).save_pretrained(path)
     processor.save_pretrained(path)
+    return str(path)
+
+
+TOKENIZER_CORPUS = (
+    "a photo of a dog running on the beach",
+    "two cats sleeping on a red couch",
+    "a man riding a bike down a busy street",
+    "a plate of food with rice and green vegetables",
+    "a sign with white text on a brick wall",
+    "a group of people standing in a field",
+    "a bus parked next to a tall building at night",
+    "a close up of a bird sitting on a tree branch",
+)
+
+
+def _tiny_wordpiece() -> Any:
+    """A BERT-style uncased WordPiece tokenizer trained on a few captions, with BLIP's `[DEC]` bos token."""
+    transformers = require("transformers", "models")
+    tokenizers = require("tokenizers", "models")
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    wordpiece = tokenizers.Tokenizer(tokenizers.models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+    trainer = tokenizers.trainers.WordPieceTrainer(
+        vocab_size=200, special_tokens=specials, show_progress=False
+    )
+    wordpiece.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    return transformers.BertTokenizer(vocab=wordpiece.get_vocab(), bos_token="[DEC]")
+
+
+def _tiny_vit_config(image_size: int) -> dict[str, Any]:
+    # A wider init than the default 0.02, so different images give different captions.
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": image_size,
+        "patch_size": 8,
+        "initializer_range": 0.1,
+    }
+
+
+def tiny_blip(folder: str | os.PathLike[str], image_size: int = 32, seed: int = 0) -> str:
+    """A 2-layer random BLIP captioner with its processor and WordPiece tokenizer in `folder`."""
+    path = Path(folder)
+    if (path / "config.json").exists() and (path / "processor_config.json").exists():
+        return str(path)
+    torch = require("torch", "models")
+    transformers = require("transformers", "models")
+    transformers.utils.logging.disable_progress_bar()
+    tokenizer = _tiny_wordpiece()
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "encoder_hidden_size": 32,
+        "max_position_embeddings": 64,
+        "initializer_range": 0.1,
+        # BLIP's generate reads these ids from the config, not from the tokenizer
+        "bos_token_id": tokenizer.bos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+    }
+    config = transformers.BlipConfig(
+        vision_config=_tiny_vit_config(image_size), text_config=text, projection_dim=32, initializer_range=0.1
+    )
+    image_processor = transformers.BlipImageProcessor(size={"height": image_size, "width": image_size})
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    transformers.BlipForConditionalGeneration(config).save_pretrained(path)
+    transformers.BlipProcessor(image_processor, tokenizer).save_pretrained(path)
+    return str(path)
+
+
+def tiny_blip2(folder: str | os.PathLike[str], image_size: int = 32, seed: int = 0) -> str:
+    """A 2-layer random BLIP-2 (Q-Former + OPT decoder) with its processor and tokenizer in `folder`."""
+    path = Path(folder)
+    if (path / "config.json").exists() and (path / "processor_config.json").exists():
+        return str(path)
+    torch = require("torch", "models")
+    transformers = require("transformers", "models")
+    transformers.utils.logging.disable_progress_bar()
+    num_query_tokens = 4
+    image_processor = transformers.BlipImageProcessor(size={"height": image_size, "width": image_size})
+    # the processor adds the `<image>` token the query outputs are written into
+    processor = transformers.Blip2Processor(
+        image_processor, _tiny_wordpiece(), num_query_tokens=num_query_tokens
+    )
+    tokenizer = processor.tokenizer
+    qformer = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    text = {
+        "model_type": "opt",
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "word_embed_proj_dim": 32,
+        "ffn_dim": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 64,
+        "init_std": 0.1,
+        "bos_token_id": tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = transformers.Blip2Config(
+        vision_config=_tiny_vit_config(image_size),
+        qformer_config={**qformer, "encoder_hidden_size": 32, "vocab_size": len(tokenizer)},
+        text_config=text,
+        num_query_tokens=num_query_tokens,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        initializer_range=0.1,
+    )
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    transformers.Blip2ForConditionalGeneration(config).save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)
+
+
+def tiny_clip(folder: str | os.PathLike[str], seed: int = 0) -> str:
+    """A 2-layer random open_clip model (its BPE vocabulary ships with open_clip) as a checkpoint folder."""
+    path = Path(folder)
+    config_file, weights_file = path / "open_clip_config.json", path / "open_clip_model.safetensors"
+    if config_file.exists() and weights_file.exists():
+        return str(path)
+    torch = require("torch", "models")
+    open_clip = require("open_clip", "models")
+    safetensors_torch = require("safetensors.torch", "models")
+    model_cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    }
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    safetensors_torch.save_file(open_clip.CLIP(**model_cfg).state_dict(), weights_file)
+    # written last: a folder with this file is complete
+    config_file.write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}, indent=2))
     return str(path)

@@ -33,3 +33,17 @@ def _ultralytics_detector(**options: Any) -> Any:
     from vlcli.backends.yolo import UltralyticsDetector
 
     return UltralyticsDetector(**options)
+
+
+@register("captioner", "transformers")
+def _transformers_captioner(**options: Any) -> Any:
+    from vlcli.backends.captioner import TransformersCaptioner
+
+    return TransformersCaptioner(**options)
+
+
+@register("clip", "open_clip")
+def _open_clip_scorer(**options: Any) -> Any:
+    from vlcli.backends.clip import OpenClipScorer
+
+    return OpenClipScorer(**options)
