@@ -47,3 +47,17 @@ def _open_clip_scorer(**options: Any) -> Any:
     from vlcli.backends.clip import OpenClipScorer
 
     return OpenClipScorer(**options)
+
+
+@register("ocr", "rapidocr")
+def _rapidocr_reader(**options: Any) -> Any:
+    from vlcli.backends.ocr import RapidOcrReader
+
+    return RapidOcrReader(**options)
+
+
+@register("ocr", "paddleocr")
+def _paddleocr_reader(**options: Any) -> Any:
+    from vlcli.backends.ocr import PaddleOcrReader
+
+    return PaddleOcrReader(**options)
