@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["YOLO_OFFLINE"] = "1"
 
 from vlcli.images import content_id, probe
 from vlcli.schema import ingest_schema

@@ -236,3 +236,13 @@ def test_process_state_is_kept_and_nothing_is_printed_or_written(tmp_path: Path)
     assert printed == "" and run.stdout.count("\n") == 1
     assert files == []  # nothing in the working directory
     assert (config / "Ultralytics" / "settings.json").is_file()
+
+
+def test_pil_image_open_is_not_patched_by_ultralytics() -> None:
+    from PIL import Image
+
+    from vlcli.backends.yolo import import_ultralytics
+
+    before = Image.open
+    import_ultralytics()
+    assert Image.open is before

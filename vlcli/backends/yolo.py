@@ -74,8 +74,10 @@ def is_offline() -> bool:
 def _process_state_kept() -> Iterator[None]:
     import numpy as np
     import torch
+    from PIL import Image
 
     threads = torch.get_num_threads()
+    image_open = Image.open
     omp = os.environ.get("OMP_NUM_THREADS")
     printoptions = np.get_printoptions()
     cv2_threads = _cv2_threads()
@@ -88,6 +90,9 @@ def _process_state_kept() -> Iterator[None]:
         else:
             os.environ["OMP_NUM_THREADS"] = omp
         np.set_printoptions(**printoptions)
+        # ultralytics replaces PIL's Image.open with a wrapper that, on an unidentified image, tries to
+        # pip-install and register a HEIF plugin: in a data tool that must never happen behind our back.
+        Image.open = image_open  # type: ignore[method-assign]
         if cv2_threads is not None:
             import cv2
 

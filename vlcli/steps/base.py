@@ -76,6 +76,7 @@ class Step:
 
     name: ClassVar[str] = "step"
     reads: ClassVar[tuple[str, ...]] = ("id",)
+    optional_reads: ClassVar[tuple[str, ...]] = ()  # read when the table has them (e.g. crop_box)
     writes: tuple[Column, ...] = ()  # an instance may set its own (e.g. an embedding sized by its model)
     requires: ClassVar[str | None] = "ingest_status = 'ok'"
     after_filter: ClassVar[bool] = False  # skip rows `vl filter` rejected, once it has run
@@ -340,7 +341,8 @@ def run_step(
         return report
 
     step.setup()
-    columns = list(dict.fromkeys(["id", *step.reads]))
+    optional = [c for c in step.optional_reads if c in table.schema.names]
+    columns = list(dict.fromkeys(["id", *step.reads, *optional]))
     # The scan reads one pinned version while the commits below add new ones.
     batches = table.snapshot().scan(columns, where, batch_size=opts.batch_size, limit=opts.limit or None)
     pool = _make_pool(opts)

@@ -1,0 +1,167 @@
+"""`vl bin TABLE`: OCR, objects, caption and CLIP score per image; bins A/B/C balanced to a ratio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from vlcli.binning import BINS, BinRules
+from vlcli.cli.common import (
+    BatchSize,
+    Limit,
+    Pool,
+    Quiet,
+    Redo,
+    RetryErrors,
+    RichProgress,
+    Workers,
+    console,
+    handles_errors,
+    print_report,
+    run_options,
+)
+from vlcli.steps.bin import BinReport, BinSettings, Explanation, explain, run_bin
+from vlcli.storage import Table
+
+
+def _criteria(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, predicate = item.partition("=")
+        if not sep or not name.strip() or not predicate.strip():
+            raise typer.BadParameter(f"expected NAME=SQL predicate, got {item!r}", param_hint="--criterion")
+        out[name.strip()] = predicate.strip()
+    return out
+
+
+@handles_errors
+def command(
+    table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
+    features: Annotated[
+        str, typer.Option(help="full (OCR, objects, caption, CLIP) or caption-only.")
+    ] = "full",
+    ocr: Annotated[
+        str, typer.Option(help="OCR backend: rapidocr (offline), paddleocr, or none.")
+    ] = "rapidocr",
+    detector: Annotated[
+        str, typer.Option(help="Ultralytics model name or path (e.g. yolo11s.pt), or none.")
+    ] = ("yolo11s.pt"),
+    captioner: Annotated[str, typer.Option(help="BLIP / BLIP-2 model (hub id or folder), or none.")] = (
+        "Salesforce/blip-image-captioning-base"
+    ),
+    clip: Annotated[str, typer.Option(help="open_clip architecture (e.g. ViT-B-32), or none.")] = "ViT-B-32",
+    clip_pretrained: Annotated[
+        str,
+        typer.Option("--clip-pretrained", help="open_clip weights: a tag like openai, or a checkpoint path."),
+    ] = "openai",
+    ratios: Annotated[
+        tuple[float, float, float], typer.Option(help="Fractions of the dataset for bins A B C.")
+    ] = (0.4, 0.4, 0.2),
+    dataset_size: Annotated[
+        int | None,
+        typer.Option("--dataset-size", min=0, help="Quotas are fractions of this (default: all kept rows)."),
+    ] = None,
+    rule: Annotated[
+        str, typer.Option(help="rank (the seed's quotas by ranking) or threshold (its rules).")
+    ] = "rank",
+    text_boxes: Annotated[
+        int, typer.Option("--text-boxes", help="Threshold rule: A if more text lines than this.")
+    ] = 2,
+    text_area: Annotated[
+        float, typer.Option("--text-area", help="Threshold rule: A if text area above this.")
+    ] = 0.2,
+    unique_classes: Annotated[
+        int, typer.Option("--unique-classes", help="Threshold rule: B if more classes than this.")
+    ] = 3,
+    objects: Annotated[int, typer.Option(help="Threshold rule: B if more objects than this.")] = 5,
+    dispersion: Annotated[float, typer.Option(help="Threshold rule: B if dispersion above this.")] = 0.3,
+    explain_id: Annotated[
+        str | None,
+        typer.Option("--explain", metavar="ID", help="Show every criterion for one image; runs nothing."),
+    ] = None,
+    criterion: Annotated[
+        list[str] | None,
+        typer.Option(help="With --explain: NAME=SQL predicate on the stored features (repeatable)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (captioner and CLIP).")] = "auto",
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow the captioner's own Python code to run.")
+    ] = False,
+    batch_size: BatchSize = 16,
+    limit: Limit = None,
+    retry_errors: RetryErrors = False,
+    redo: Redo = False,
+    workers: Workers = 2,
+    pool: Pool = "thread",
+    quiet: Quiet = False,
+) -> None:
+    """Bin images: A (text), B (objects), C (commonsense), balanced to --ratios.
+
+    Computes each pending row's features once (resumable), then recomputes bin and bin_selected for
+    every kept row from the stored features: rerun with other --ratios or --rule to rebalance in seconds.
+    """
+    rules = BinRules(
+        ratios=ratios,
+        dataset_size=dataset_size,
+        rule=rule,  # type: ignore[arg-type]
+        text_boxes=text_boxes,
+        text_area=text_area,
+        unique_classes=unique_classes,
+        objects=objects,
+        dispersion=dispersion,
+    )
+    handle = Table.open(table)
+    if explain_id is not None:
+        print_explanation(explain(handle, explain_id, rules, _criteria(criterion or [])))
+        return
+    if criterion:
+        raise typer.BadParameter("only with --explain ID", param_hint="--criterion")
+    settings = BinSettings(
+        features=features,  # type: ignore[arg-type]
+        ocr=ocr,
+        detector=detector,
+        captioner=captioner,
+        clip=clip,
+        clip_pretrained=clip_pretrained,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+    )
+    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo)
+    step_report, bin_report = run_bin(
+        handle, settings, rules, opts, RichProgress(enabled=False if quiet else None)
+    )
+    print_report(step_report)
+    print_bin_report(bin_report)
+
+
+def print_bin_report(report: BinReport) -> None:
+    """Per-bin counts against quotas, and any shortfall."""
+    console.print(
+        f"[bold]bins[/] ({report.rule} rule, {report.candidates:,} candidate rows):", highlight=False
+    )
+    for b in BINS:
+        short = report.shortfall.get(b)
+        note = f"  [yellow]short by {short:,}[/]" if short else ""
+        console.print(
+            f"  {b}: {report.counts.get(b, 0):,} of quota {report.quotas.get(b, 0):,}{note}", highlight=False
+        )
+    console.print(f"  unassigned: {report.unassigned:,}", highlight=False)
+
+
+def print_explanation(ex: Explanation) -> None:
+    """One image's criteria, ranks and bin."""
+    console.print(f"[bold]{ex.image_id}[/]: bin {ex.bin or '-'} (selected: {ex.selected})", highlight=False)
+    if ex.caption:
+        console.print(f"caption: {ex.caption}", highlight=False, markup=False)
+    out = RichTable("bin", "criterion", "value", "test", "passes", box=None)
+    for c in ex.criteria:
+        mark = "-" if c.passed is None else ("yes" if c.passed else "no")
+        out.add_row(c.bin, c.name, "NULL" if c.value is None else str(c.value), c.test, mark)
+    console.print(out)
+    for metric, (rank, total) in ex.ranks.items():
+        console.print(f"rank by {metric}: {rank:,} of {total:,}", highlight=False)
