@@ -20,7 +20,6 @@ from vlcli.steps.base import RunOptions
 from vlcli.steps.bin import BinSettings, explain, run_bin
 from vlcli.storage import Table
 
-pytest.importorskip("ultralytics")
 pytest.importorskip("open_clip")
 
 

@@ -56,6 +56,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageProblem("not an image (unrecognised format)") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageProblem(f"unreadable header ({exc})") from exc
+    except Exception as exc:  # a third-party PIL plugin failing must not fail the row's neighbours
+        raise ImageProblem(f"unreadable header ({type(exc).__name__}: {exc})") from exc
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageProblem(f"bad size {w}x{h}")
