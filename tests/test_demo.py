@@ -32,9 +32,20 @@ class CountingProgress:
         self.log.append("finish")
 
 
+REAL_STEPS = demo_module.DEMO_STEPS
+
+
+@pytest.fixture(autouse=True)
+def no_model_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most tests here are about files, rows and messages: one test runs the real model steps."""
+    monkeypatch.setattr(demo_module, "DEMO_STEPS", ())
+
+
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
-    return run_demo(tmp_path_factory.mktemp("demo") / "out", n=12, seed=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo_module, "DEMO_STEPS", ())
+        return run_demo(tmp_path_factory.mktemp("demo") / "out", n=12, seed=1)
 
 
 def test_layout_is_data_dataset_train(result: DemoResult) -> None:
@@ -99,7 +110,8 @@ def test_runs_every_listed_step_with_a_progress_each(tmp_path: Path, monkeypatch
     assert log == ["start ingest", "finish", "start digest", "finish"]
 
 
-def test_cli_runs_and_ends_with_status(tmp_path: Path) -> None:
+def test_cli_runs_and_ends_with_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo_module, "DEMO_STEPS", REAL_STEPS)
     out = tmp_path / "cli-demo"
     result = CliRunner().invoke(app, ["demo", str(out), "--images", "12", "--seed", "3"])
     assert result.exit_code == 0, result.output
@@ -114,6 +126,8 @@ def test_cli_runs_and_ends_with_status(tmp_path: Path) -> None:
     kept = table.count("filter_keep = true")
     assert 0 < kept < 10  # the generated near-duplicates are filtered out
     assert table.count("crop_status = 'ok'") == kept  # no model time on rejected rows
+    assert table.count("bin IS NOT NULL") == sum(int(kept * r) for r in (0.4, 0.4, 0.2))  # the seed's quotas
+    assert table.count("bin_status = 'ok'") == kept and "bins (rank rule" in text
 
 
 def test_cli_quiet_prints_only_status(tmp_path: Path) -> None:

@@ -13,10 +13,11 @@ from vlcli.errors import UsageError
 from vlcli.ingest import IngestReport, ingest
 from vlcli.samples import MIN_IMAGES, SampleSet, write_samples
 from vlcli.steps.base import Progress, Step, StepReport, run_step
+from vlcli.steps.bin import BinReport, BinSettings, BinStep
 from vlcli.steps.crop import CropSettings, CropStep
 from vlcli.steps.filter import FilterReport, FilterStep
 from vlcli.storage import Table
-from vlcli.tiny_models import tiny_dinov2
+from vlcli.tiny_models import tiny_blip, tiny_clip, tiny_dinov2
 
 DEFAULT_DIRECTORY = "vl-demo"
 DEFAULT_IMAGES = 48
@@ -42,12 +43,25 @@ class DemoModels:
         # The samples are ~640 px: a 512 short side keeps the demo quick on a laptop CPU.
         return CropSettings(model=tiny_dinov2(self.folder / "tiny-dinov2"), resize_to=512)
 
+    # Every step that exists, in pipeline order; adding one is one line.
+    def bin(self) -> BinSettings:
+        """Bin settings: the real defaults, or the shipped OCR models plus random/tiny stand-ins."""
+        if self.real:
+            return BinSettings()
+        return BinSettings(
+            detector="yolov8n.yaml",  # ultralytics builds it with random weights, no download
+            captioner=tiny_blip(self.folder / "tiny-blip"),
+            clip=tiny_clip(self.folder / "tiny-clip"),
+            decode_side=640,
+        )
 
-# Every step that exists, in pipeline order; adding one is one line.
-# The filter runs first (nudenet's real model ships in its wheel), so no model time goes on rejects.
+
+# The filter runs first (nudenet's real model ships in its wheel), so no model time goes on rejects;
+# OCR in the bin step uses the real models shipped in the rapidocr wheel.
 DEMO_STEPS: tuple[Callable[[DemoModels], Step], ...] = (
     lambda models: FilterStep(),
     lambda models: CropStep(models.crop()),
+    lambda models: BinStep(models.bin()),
 )
 
 
@@ -62,6 +76,7 @@ class DemoResult:
     ingest: IngestReport
     steps: list[StepReport] = field(default_factory=list)
     decisions: FilterReport | None = None
+    bins: BinReport | None = None
     seconds: float = 0.0
 
 
@@ -116,6 +131,7 @@ def run_demo(
     models = DemoModels(real=real_models, folder=root / MODELS_NAME)
     steps = [run_step(table, make(models), None, _progress(progress_factory)) for make in DEMO_STEPS]
     decisions = next((r.summary for r in steps if isinstance(r.summary, FilterReport)), None)
+    bins = next((r.summary for r in steps if isinstance(r.summary, BinReport)), None)
     return DemoResult(
         directory=root,
         images=images,
@@ -124,6 +140,7 @@ def run_demo(
         ingest=report,
         steps=steps,
         decisions=decisions,
+        bins=bins,
         seconds=time.perf_counter() - started,
     )
 

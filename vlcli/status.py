@@ -102,23 +102,32 @@ def _decisions(table: Table) -> dict[str, int] | None:
     return {str(k): int(n) for k, n in sorted(frame.iter_rows(), key=lambda kv: -kv[1])}
 
 
-# (status value or None, whether the row's ingest succeeded) -> rows
+# (status value or None, whether the row can still be taken by the step) -> rows
 _Counts = dict[tuple[str | None, bool], int]
+
+# Steps before the filter's decision: they run on every readable row, rejected or not.
+_BEFORE_FILTER = ("ingest", "filter")
 
 
 def _status_counts(table: Table, steps: list[str]) -> dict[str, _Counts]:
     """One group-by per status column, all from a single lazy scan of the status columns."""
     lf = table.lazy()
-    has_ingest = INGEST_STATUS.name in table.schema.names
-    ingest_ok = (pl.col(INGEST_STATUS.name) == "ok").fill_null(False) if has_ingest else pl.lit(True)
+    names = table.schema.names
+    ingest_ok = (
+        (pl.col(INGEST_STATUS.name) == "ok").fill_null(False) if INGEST_STATUS.name in names else pl.lit(True)
+    )
+    kept = pl.col("filter_keep").fill_null(True) if "filter_keep" in names else pl.lit(True)
     counts = pl.len().alias("n")
     queries = [
-        lf.group_by(pl.col(f"{s}_status").alias("status"), ingest_ok.alias("ingest_ok")).agg(counts)
+        lf.group_by(
+            pl.col(f"{s}_status").alias("status"),
+            (ingest_ok if s in _BEFORE_FILTER else ingest_ok & kept).alias("ok"),
+        ).agg(counts)
         for s in steps
     ]
     frames = pl.collect_all(queries)
     return {
-        s: {(row["status"], bool(row["ingest_ok"])): int(row["n"]) for row in frame.iter_rows(named=True)}
+        s: {(row["status"], bool(row["ok"])): int(row["n"]) for row in frame.iter_rows(named=True)}
         for s, frame in zip(steps, frames, strict=True)
     }
 
@@ -129,7 +138,7 @@ def _step_status(step: str, counts: _Counts, provenance: dict[str, Any] | None) 
     reasons: Counter[str] = Counter()
     for (status, ingest_ok), n in counts.items():
         if status is None:
-            # A step never takes a row whose ingest failed, so that row waits forever: blocked.
+            # A step never takes a row whose ingest failed (nor, after the filter, a rejected row): blocked.
             if ingest_ok or step == "ingest":
                 out.pending += n
             else:

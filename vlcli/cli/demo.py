@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from vlcli.cli.bin import print_bin_report
 from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
 from vlcli.cli.filter import print_filter_report
 from vlcli.cli.ingest import print_summary
@@ -62,6 +63,8 @@ def command(
             print_report(report)
         if result.decisions is not None:
             print_filter_report(result.decisions)
+        if result.bins is not None:
+            print_bin_report(result.bins)
         console.print()
     render(table_status(Table.open(result.table)))
     if not quiet:

@@ -61,7 +61,10 @@ def render(status: TableStatus) -> None:
         verdicts = ", ".join(f"{name} {n:,}" for name, n in status.decisions.items())
         console.print(f"filter decisions: {verdicts}", highlight=False)
     if any(s.blocked for s in status.steps):
-        console.print("blocked: not done and never will be, because the row's ingest failed", style="dim")
+        console.print(
+            "blocked: not done and never will be, because the row's ingest failed or the filter rejected it",
+            style="dim",
+        )
     if status.tags:
         tags = ", ".join(f"{name}" for name, _ in sorted(status.tags.items(), key=lambda kv: kv[1]))
         console.print(f"tags: {tags}", highlight=False)
