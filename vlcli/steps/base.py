@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import queue
+import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -340,7 +343,8 @@ def run_step(
         report.seconds = time.perf_counter() - started
         return report
 
-    step.setup()
+    with _exit_on_interrupt():
+        step.setup()
     optional = [c for c in step.optional_reads if c in table.schema.names]
     columns = list(dict.fromkeys(["id", *step.reads, *optional]))
     # The scan reads one pinned version while the commits below add new ones.
@@ -373,6 +377,25 @@ def run_step(
     report.summary = step.finish(table)
     report.seconds = time.perf_counter() - started
     return report
+
+
+@contextlib.contextmanager
+def _exit_on_interrupt() -> Iterator[None]:
+    """While models load, Ctrl-C exits at once: nothing is written yet, and a KeyboardInterrupt raised
+    inside a native extension's import aborts the process instead of unwinding."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: Any) -> None:
+        sys.stderr.write("\ninterrupted while loading models: nothing was written; rerun to start\n")
+        os._exit(130)
+
+    previous = signal.signal(signal.SIGINT, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Committer:
