@@ -31,12 +31,12 @@ class NoopStep(Step):
         return [{"noop_value": 1} for _ in items]
 
 
-def build(path: str, rows: int, image_bytes: int) -> Table:
-    """A table with `rows` rows of fake image bytes, appended in 10,000-row fragments."""
+def build(path: str, rows: int, image_bytes: int, fragment_rows: int) -> Table:
+    """A table with `rows` rows of fake image bytes, appended in fragments of `fragment_rows`."""
     table = Table.create(path, ingest_schema())
     blob = np.random.default_rng(0).bytes(image_bytes)
-    for start in range(0, rows, 10_000):
-        n = min(10_000, rows - start)
+    for start in range(0, rows, fragment_rows):
+        n = min(fragment_rows, rows - start)
         table.append(
             pa.table(
                 {
@@ -49,9 +49,11 @@ def build(path: str, rows: int, image_bytes: int) -> Table:
     return table
 
 
-def measure(rows: int, image_bytes: int, batch_size: int, workdir: str) -> tuple[float, int, int]:
+def measure(
+    rows: int, image_bytes: int, batch_size: int, fragment_rows: int, workdir: str
+) -> tuple[float, int, int]:
     """One run: rows/s, bytes written during the run, and bytes kept once old versions are cleaned up."""
-    table = build(os.path.join(workdir, f"t{time.monotonic_ns()}.lance"), rows, image_bytes)
+    table = build(os.path.join(workdir, f"t{time.monotonic_ns()}.lance"), rows, image_bytes, fragment_rows)
     table.cleanup(older_than=timedelta(0))
     before = table.size_on_disk()
     start = time.perf_counter()
@@ -70,14 +72,27 @@ def main() -> None:
     parser.add_argument("--image-bytes", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=RunOptions().batch_size)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fragment-rows", type=int, nargs="+", default=[512, 10_000])
     args = parser.parse_args()
+    for fragment_rows in args.fragment_rows:
+        report(args, fragment_rows)
+
+
+def report(args: argparse.Namespace, fragment_rows: int) -> None:
+    """Measure and print one fragment size (512 rows is what `vl ingest` writes per append)."""
     with tempfile.TemporaryDirectory() as workdir:
-        runs = [measure(args.rows, args.image_bytes, args.batch_size, workdir) for _ in range(args.repeat)]
+        runs = [
+            measure(args.rows, args.image_bytes, args.batch_size, fragment_rows, workdir)
+            for _ in range(args.repeat)
+        ]
     speeds = [s for s, _, _ in runs]
     during = statistics.median(d for _, d, _ in runs)
     kept = statistics.median(k for _, _, k in runs)
     new_columns = pa.table({"noop_value": [1] * args.rows, "noop_status": ["ok"] * args.rows}).nbytes
-    print(f"runner: no-op step, {args.rows:,} rows, batch {args.batch_size:,}, {args.repeat} runs")
+    print(
+        f"runner: no-op step, {args.rows:,} rows in fragments of {fragment_rows:,}, batch {args.batch_size:,}, "
+        f"{args.repeat} runs"
+    )
     print(
         f"  rows/s median {statistics.median(speeds):,.0f} (min {min(speeds):,.0f}, max {max(speeds):,.0f})"
     )

@@ -43,7 +43,7 @@ class RunOptions:
     workers: int = field(default_factory=lambda: max(1, min(8, os.cpu_count() or 1)))
     pool: Literal["thread", "process"] = "thread"
     prefetch: int = 2
-    commit_rows: int = 1024
+    commit_rows: int = 4096
     commit_seconds: float = 10.0
 
     def __post_init__(self) -> None:
