@@ -146,3 +146,24 @@ def test_cli_rebalance_and_bad_ratios(tmp_path: Path, settings: BinSettings) -> 
     assert "A: 2 of quota 2" in result.output
     bad = CliRunner().invoke(app, [*args[:-3], "--ratios", "0.9", "0.9", "0.9"])
     assert bad.exit_code == 2 and "--ratios" in bad.stderr
+
+
+def test_limit_then_resume_equals_one_run(tmp_path: Path, settings: BinSettings) -> None:
+    data = images()
+    table, _ = build(tmp_path / "a", data)
+    reference, _ = build(tmp_path / "b", data)
+    first, _ = run_bin(table, settings, options=RunOptions(limit=1))
+    assert first.processed == 1
+    rest, _ = run_bin(table, settings)
+    assert rest.processed == 3
+    run_bin(reference, settings)
+    cols = ["id", "num_objects", "caption", "clip_score", "bin", "bin_selected", "bin_status"]
+
+    def rows(t: Table) -> list[dict[str, object]]:
+        return sorted(t.to_arrow(cols).to_pylist(), key=lambda r: str(r["id"]))
+
+    got, want = rows(table), rows(reference)
+    assert [r["bin"] for r in got] == [r["bin"] for r in want]
+    for g, w in zip(got, want):
+        assert g["caption"] == w["caption"] and g["num_objects"] == w["num_objects"]
+        assert g["clip_score"] == pytest.approx(w["clip_score"], abs=1e-5)
