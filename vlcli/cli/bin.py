@@ -11,12 +11,15 @@ from rich.table import Table as RichTable
 from vlcli.binning import BINS, BinRules
 from vlcli.cli.common import (
     BatchSize,
+    Device,
+    Dtype,
     Limit,
     Pool,
     Quiet,
     Redo,
     RetryErrors,
     RichProgress,
+    TrustRemoteCode,
     Workers,
     console,
     handles_errors,
@@ -86,11 +89,9 @@ def command(
         list[str] | None,
         typer.Option(help="With --explain: NAME=SQL predicate on the stored features (repeatable)."),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (captioner and CLIP).")] = "auto",
-    trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", help="Allow the captioner's own Python code to run.")
-    ] = False,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    trust_remote_code: TrustRemoteCode = False,
     batch_size: BatchSize = 16,
     limit: Limit = None,
     retry_errors: RetryErrors = False,

@@ -141,6 +141,12 @@ Workers = Annotated[
 ]
 Pool = Annotated[str, typer.Option("--pool", help="Prefetch pool kind: thread or process.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Device = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+Dtype = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16.")]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option("--trust-remote-code", help="Allow a checkpoint's own Python code to run (off: safer)."),
+]
 
 
 def run_options(

@@ -9,12 +9,15 @@ import typer
 
 from vlcli.cli.common import (
     BatchSize,
+    Device,
+    Dtype,
     Limit,
     Pool,
     Quiet,
     Redo,
     RetryErrors,
     RichProgress,
+    TrustRemoteCode,
     Workers,
     handles_errors,
     print_report,
@@ -47,13 +50,9 @@ def command(
         int, typer.Option("--min-side", min=1, help="Skip images with a smaller short side.")
     ] = 32,
     embedding: Annotated[bool, typer.Option(help="Store the full image's embedding.")] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[
-        str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16.")
-    ] = "auto",
-    trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", help="Allow the checkpoint's own Python code to run.")
-    ] = False,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    trust_remote_code: TrustRemoteCode = False,
     batch_size: BatchSize = 8,
     limit: Limit = None,
     retry_errors: RetryErrors = False,
