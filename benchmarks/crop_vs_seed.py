@@ -20,8 +20,8 @@ not counted: the seed reads a prepared dataset. The seed's stage-1 files fit in 
 its disk cost shows as bytes, not as waiting on a disk. Output files: the seed saves PNG at PIL's default
 zlib level 6, `vl export` at level 1 (its documented choice); both sizes are printed.
 
-Run: `python benchmarks/crop_vs_seed.py` (100 images of 1600x1200, both regimes, `--repeat 1`: about
-20 minutes on 2 busy cores, nearly all of it in the dinov2-small forward); `--images 8 --regime pipeline
+Run: `python benchmarks/crop_vs_seed.py` (100 images of 1600x1200, both regimes, `--repeat 1`: 10 to
+20 minutes on 2 shared cores, nearly all of it in the dinov2-small forward); `--images 8 --regime pipeline
 --rounds 1` for a quick look.
 """
 
@@ -345,7 +345,7 @@ def report_regime(runs: RegimeRuns, n: int, args: argparse.Namespace) -> None:
     s, v = runs.seed, runs.vl
     print(f"\n== {TITLES[runs.name]}")
     print(
-        f"{n} images in {args.rounds} interleaved rounds, median of {len(s)} run(s); load average of the "
+        f"{n} images in {args.rounds} interleaved round(s), median of {len(s)} run(s); load average of the "
         f"machine before each part: {min(runs.load):.1f} to {max(runs.load):.1f} ({os.cpu_count()} cores)"
     )
     print(f"{'':34s}{'wall s':>8s}{'img/s':>8s}{'model s':>9s}{'model':>8s}{'CPU s':>8s}")
@@ -367,29 +367,36 @@ def report_regime(runs: RegimeRuns, n: int, args: argparse.Namespace) -> None:
     ratio, goal = seed_total / vl_total, 1.15 if runs.name == "model" else 3.0
     print(f"speed-up end to end (seed / vl):   {ratio:5.2f}x   target >= {goal}x: {_target(ratio >= goal)}")
     print(f"speed-up crop only (seed stages 1+2 / vl crop): {seed_crop / vl_crop:5.2f}x")
+    seed_model = med([t.model for t in s])
+    if runs.name == "model":
+        same_model = seed_total / (vl_total - vl_model + seed_model)
+        print(
+            f"speed-up end to end, vl's model time set to the seed's: {same_model:5.2f}x "
+            "(the same forward on the same batches: this takes its run-to-run noise out)"
+        )
     share = vl_model / vl_crop
     if runs.name == "model":
         print(f"vl crop wall time in model forward: {share:5.1%}   target >= 90%: {_target(share >= 0.9)}")
-    seed_over = (seed_total - med([t.model for t in s])) / n
+    seed_over = (seed_total - seed_model) / n
     print(
         f"not in the model, per image: seed {seed_over * 1e3:.0f} ms (all stages), "
         f"vl crop {(vl_crop - vl_model) / n * 1e3:.0f} ms + export {(vl_total - vl_crop) / n * 1e3:.0f} ms"
     )
-    _report_bytes(s[0], v[0], n)
+    _report_bytes(s[0], v[0], n, args.format)
     _report_boxes(s[0], v[0], n)
     if runs.bf16:
         _report_bf16(runs, n)
 
 
-def _report_bytes(seed: SeedTimes, vl: VlTimes, n: int) -> None:
+def _report_bytes(seed: SeedTimes, vl: VlTimes, n: int, fmt: str) -> None:
     per_image = (seed.tensor_bytes + seed.json_bytes) / n
     print(
         f"intermediate files per image: seed {per_image / 1e6:.1f} MB (.pt + JSON), vl 0 B "
         f"(the table grew {vl.table_bytes / n / 1e3:.1f} kB/image: box, score, embedding, status)"
     )
-    print(
-        f"output files per image: seed {seed.output_bytes / n / 1e6:.2f} MB, vl {vl.output_bytes / n / 1e6:.2f} MB"
-    )
+    seed_out, vl_out = seed.output_bytes / n / 1e6, vl.output_bytes / n / 1e6
+    levels = " (PNG zlib level 6 vs 1)" if fmt == "png" else ""
+    print(f"output files per image: seed {seed_out:.2f} MB, vl {vl_out:.2f} MB{levels}")
 
 
 def _report_boxes(seed: SeedTimes, vl: VlTimes, n: int) -> None:
