@@ -213,3 +213,15 @@ def test_crop_killed_mid_run_resumes_to_the_same_table(tmp_path: Path, tiny_dino
     for g, w in zip(got, want):
         assert g["crop_score"] == pytest.approx(w["crop_score"], abs=1e-5)
         assert np.allclose(g["embedding"], w["embedding"], atol=1e-5)
+
+
+def test_reused_buffers_give_the_same_results_batch_after_batch(tmp_path: Path, tiny_dinov2: str) -> None:
+    step = CropStep(CropSettings(model=tiny_dinov2, resize_to=R, num_crops=5, device="cpu"))
+    step.setup()
+    images = [scene(20, (96, 64)), scene(21, (64, 112)), scene(22, (80, 80))]
+    items = [step.prepare({"image": data, "width": None, "height": None}) for data in images]
+    first = step.process(items)
+    again = step.process(items[:2])  # a smaller batch reuses the buffers of the first
+    assert again == first[:2]
+    assert step._buffers  # kept for the next batch, but never shipped to pool workers
+    assert step.__getstate__()["_buffers"] == {}

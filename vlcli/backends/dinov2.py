@@ -79,7 +79,7 @@ class TransformersEmbedder:
         tvf = require("torchvision.transforms.v2.functional", "models")
         size = [self.input_size, self.input_size]
         resized = tvf.resize(images, size, interpolation=tvf.InterpolationMode.BICUBIC, antialias=True)
-        return (resized.float() / 255.0 - self._mean) / self._std
+        return resized.float().div_(255.0).sub_(self._mean).div_(self._std)  # in place: no temporaries
 
     def embed(self, pixels: Any) -> Any:
         """The CLS (`pooler_output`) embedding of each preprocessed image, as float32 [B, D]."""
