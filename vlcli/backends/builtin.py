@@ -61,3 +61,10 @@ def _paddleocr_reader(**options: Any) -> Any:
     from vlcli.backends.ocr import PaddleOcrReader
 
     return PaddleOcrReader(**options)
+
+
+@register("generator", "openai")
+def _openai_generator(**options: Any) -> Any:
+    from vlcli.backends.openai_backend import OpenAICompatibleGenerator
+
+    return OpenAICompatibleGenerator(**options)
