@@ -114,3 +114,12 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
     from vlcli.tiny_models import tiny_clip as build
 
     return build(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer random Qwen2 chat model with a byte-level BPE tokenizer and chat template; its folder."""
+    pytest.importorskip("transformers")
+    from vlcli.tiny_models import tiny_causal_lm as build
+
+    return build(tmp_path_factory.mktemp("tiny-causal-lm"))

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -289,3 +289,191 @@ def test_schema_instances_follow_refs_enums_and_bounds() -> None:
         "either": -2,
     }
     assert schema_instance(schema, ["alpha", "beta"]) == value  # deterministic
+
+
+# --- transformers backend with a tiny local chat model -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_lm(tiny_causal_lm: str) -> Any:
+    """The transformers generator over the tiny chat model, on CPU."""
+    from vlcli.backends.transformers_generator import TransformersGenerator
+
+    gen = create("generator", "transformers", model=tiny_causal_lm, device="cpu", batch_size=4)
+    assert isinstance(gen, TransformersGenerator) and isinstance(gen, TextGenerator)
+    yield gen
+    gen.close()
+
+
+def test_transformers_batches_match_single_requests(local_lm: Any) -> None:
+    requests = [
+        chat("a dog", max_tokens=10, temperature=0.0),
+        chat("two cats sleeping on a red couch " * 6, max_tokens=10, temperature=0.0),
+        chat("a bus parked next to a tall building at night", max_tokens=10, temperature=0.0),
+    ]
+    batched = local_lm.generate(requests)
+    alone = [local_lm.generate([r])[0] for r in requests]
+    assert [r.text for r in batched] == [r.text for r in alone]  # left padding changes nothing
+    assert [r.text for r in local_lm.generate(requests)] == [
+        r.text for r in batched
+    ]  # greedy is deterministic
+    assert all(r.ok and r.text for r in batched)
+    assert len({r.text for r in batched}) == 3
+    prompt_tokens = [r.usage["prompt_tokens"] for r in batched]
+    assert prompt_tokens[0] < prompt_tokens[2] < prompt_tokens[1]
+    assert all(0 < r.usage["completion_tokens"] <= 10 for r in batched)
+
+
+def test_transformers_drops_images_and_keeps_order_across_settings(local_lm: Any) -> None:
+    from vlcli.backends.textgen import image_part, text_part
+
+    with_image = GenerationRequest(
+        messages=[{"role": "user", "content": [text_part("a dog"), image_part(b"\xff\xd8not-a-jpeg")]}],
+        max_tokens=6,
+        temperature=0.0,
+    )
+    greedy = chat("a dog", max_tokens=6, temperature=0.0)
+    sampled = [chat(f"a cat {i}", max_tokens=6, temperature=1.0, seed=i) for i in range(3)]
+    mixed = [sampled[0], with_image, sampled[1], greedy, sampled[2]]
+    results = local_lm.generate(mixed)
+    assert results[1].text == results[3].text == local_lm.generate([greedy])[0].text
+    again = local_lm.generate(mixed)
+    assert [r.text for r in again] == [r.text for r in results]  # seeded sampling is reproducible
+    assert local_lm.supports_images is False
+    assert local_lm.provenance() == {
+        "backend": "transformers",
+        "model": local_lm.model,
+        "revision": None,
+        "dtype": "float32",
+    }
+
+
+def test_transformers_failure_is_an_error_result(local_lm: Any) -> None:
+    bad, good = local_lm.generate([chat("a dog", max_tokens=-1), chat("a dog", max_tokens=4)])
+    assert bad.error is not None and bad.error.startswith("generation failed: ") and "\n" not in bad.error
+    assert good.ok
+
+
+def test_transformers_missing_model_is_a_load_error(tmp_path: Any) -> None:
+    from vlcli.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="cannot load the tokenizer of"):
+        create("generator", "transformers", model=str(tmp_path / "nothing-here"), device="cpu")
+
+
+# --- vllm backend, through a fake `vllm` module (vLLM wheels need CUDA) -------------------------------
+
+
+class FakeSamplingParams:
+    """Records its keyword arguments, like vllm.SamplingParams."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+
+
+class FakeSchemaParams:
+    """Stands in for StructuredOutputsParams / GuidedDecodingParams."""
+
+    def __init__(self, json: dict[str, Any]) -> None:
+        self.json = json
+
+
+class FakeLLM:
+    """Records the engine options and every chat call; replies echo the last message."""
+
+    instances: ClassVar[list[FakeLLM]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.calls: list[tuple[list[Any], Any]] = []
+        FakeLLM.instances.append(self)
+
+    def chat(self, messages: list[Any], sampling_params: Any, use_tqdm: bool = True) -> list[Any]:
+        from types import SimpleNamespace
+
+        self.calls.append((messages, sampling_params))
+        if any("FAIL" in str(conversation) for conversation in messages):
+            raise ValueError("the prompt is longer than the model's context\nsecond line")
+        return [
+            SimpleNamespace(
+                prompt_token_ids=[1, 2, 3],
+                outputs=[SimpleNamespace(text=f"re: {conv[-1]['content']}", token_ids=[7, 8])],
+            )
+            for conv in messages
+        ]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fake `vllm` package in sys.modules (current API: StructuredOutputsParams)."""
+    import sys
+    import types
+
+    vllm = types.ModuleType("vllm")
+    sampling = types.ModuleType("vllm.sampling_params")
+    vllm.LLM = FakeLLM  # type: ignore[attr-defined]
+    vllm.SamplingParams = FakeSamplingParams  # type: ignore[attr-defined]
+    vllm.__version__ = "0.99.fake"  # type: ignore[attr-defined]
+    sampling.StructuredOutputsParams = FakeSchemaParams  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+    FakeLLM.instances.clear()
+    return sampling
+
+
+def test_vllm_sends_the_whole_batch_in_one_chat_call(fake_vllm: Any) -> None:
+    gen = create("generator", "vllm", model="org/model", dtype="bf16", max_model_len=4096)
+    requests = [chat(f"q{i}", QA_SCHEMA if i % 2 else None, seed=i, max_tokens=64) for i in range(5)]
+    results = gen.generate(requests)
+    [llm] = FakeLLM.instances
+    assert llm.kwargs == {
+        "model": "org/model",
+        "dtype": "bfloat16",
+        "tensor_parallel_size": 1,
+        "gpu_memory_utilization": 0.9,
+        "trust_remote_code": False,
+        "seed": 0,
+        "max_model_len": 4096,
+    }
+    [(conversations, params)] = llm.calls
+    assert conversations == [r.messages for r in requests]
+    assert [p.kwargs["seed"] for p in params] == list(range(5))
+    assert all(p.kwargs["max_tokens"] == 64 for p in params)
+    schemas = [p.kwargs.get("structured_outputs") for p in params]
+    assert [s.json if s else None for s in schemas] == [None, QA_SCHEMA, None, QA_SCHEMA, None]
+    assert [r.text for r in results] == [f"re: q{i}" for i in range(5)]
+    assert results[0].usage == {"prompt_tokens": 3, "completion_tokens": 2}
+    assert (
+        gen.provenance()["vllm"] == "0.99.fake"
+        and gen.provenance()["structured_output"] == "structured_outputs"
+    )
+    assert gen.generate([]) == [] and len(llm.calls) == 1
+    gen.close()
+
+
+def test_vllm_a_failing_request_fails_alone(fake_vllm: Any) -> None:
+    gen = create("generator", "vllm", model="m")
+    results = gen.generate([chat("ok 0"), chat("FAIL"), chat("ok 2")])
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].error == "generation failed: ValueError: the prompt is longer than the model's context"
+    assert results[2].text == "re: ok 2"
+
+
+def test_vllm_older_guided_decoding_api(fake_vllm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(fake_vllm, "StructuredOutputsParams")
+    monkeypatch.setattr(fake_vllm, "GuidedDecodingParams", FakeSchemaParams, raising=False)
+    gen = create("generator", "vllm", model="m", trust_remote_code=True)
+    gen.generate([chat("q", QA_SCHEMA)])
+    [(_, [params])] = FakeLLM.instances[0].calls
+    assert params.kwargs["guided_decoding"].json == QA_SCHEMA
+    assert FakeLLM.instances[0].kwargs["trust_remote_code"] is True
+
+
+def test_vllm_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from vlcli.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail
+    with pytest.raises(MissingDependencyError, match=r"vlcli\[vllm\]"):
+        create("generator", "vllm", model="m")

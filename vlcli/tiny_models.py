@@ -216,3 +216,68 @@ def tiny_clip(folder: str | os.PathLike[str], seed: int = 0) -> str:
     # written last: a folder with this file is complete
     config_file.write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}, indent=2))
     return str(path)
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CAUSAL_LM_CORPUS = (
+    *TOKENIZER_CORPUS,
+    "Question: how many dogs are on the beach? Answer: two. Reasoning: step 1, count the dogs.",
+    '{"question": "What colour is the couch?", "options": ["A", "B", "C", "D"], "answer": "B"}',
+    "Write two hard multiple-choice questions about the image, with four options and the answer.",
+)
+
+
+def _tiny_byte_bpe() -> Any:
+    """A byte-level BPE tokenizer (any text round-trips) trained on a few sentences, with a ChatML template."""
+    transformers = require("transformers", "models")
+    tokenizers = require("tokenizers", "models")
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=specials,
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(CAUSAL_LM_CORPUS, trainer)
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def tiny_causal_lm(folder: str | os.PathLike[str], seed: int = 0) -> str:
+    """A 2-layer random Qwen2 chat model with a byte-level BPE tokenizer and chat template in `folder`."""
+    path = Path(folder)
+    if (path / "config.json").exists() and (path / "tokenizer_config.json").exists():
+        return str(path)
+    torch = require("torch", "models")
+    transformers = require("transformers", "models")
+    transformers.utils.logging.disable_progress_bar()
+    tokenizer = _tiny_byte_bpe()
+    config = transformers.Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        # A wider init than the default 0.02: peaked logits make greedy replies varied and padding-stable.
+        initializer_range=0.2,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    transformers.Qwen2ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)  # written last: a folder with tokenizer_config.json is complete
+    return str(path)

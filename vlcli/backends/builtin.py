@@ -68,3 +68,17 @@ def _openai_generator(**options: Any) -> Any:
     from vlcli.backends.openai_backend import OpenAICompatibleGenerator
 
     return OpenAICompatibleGenerator(**options)
+
+
+@register("generator", "vllm")
+def _vllm_generator(**options: Any) -> Any:
+    from vlcli.backends.vllm_backend import VllmGenerator
+
+    return VllmGenerator(**options)
+
+
+@register("generator", "transformers")
+def _transformers_generator(**options: Any) -> Any:
+    from vlcli.backends.transformers_generator import TransformersGenerator
+
+    return TransformersGenerator(**options)
