@@ -1,5 +1,6 @@
-"""Export rows to Hugging Face `datasets`, sharded Parquet or one image file per row; rows with a
-`crop_box` export their crop view unless cropping is turned off."""
+"""Export rows to Hugging Face `datasets`, sharded Parquet or one image file per row, and Q/A items to
+JSONL (DCVLR's shape), LLaVA or ShareGPT files (`vlcli.qa_export`); rows with a `crop_box` export their
+crop view unless cropping is turned off."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vlcli.errors import ExportError, QueryError, UsageError
+from vlcli.hub import check_repo_id, hub_token, push_dataset
 from vlcli.images import Box, file_extension, image_extensions
+from vlcli.qa_records import QAOptions
 from vlcli.schema import DATASET, ID, IMAGE, INGEST_STATUS
 from vlcli.steps.base import Progress
 from vlcli.storage import Table
@@ -45,7 +48,8 @@ IMAGE_FILE = re.compile(r"\.?[A-Za-z0-9][A-Za-z0-9_-]*\.(?P<ext>[a-z0-9]+)(\.par
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
 NO_DATASET = "_none"
 
-Format = Literal["hf", "parquet", "images"]
+Format = Literal["hf", "parquet", "images", "jsonl", "llava", "sharegpt"]
+QA_FILE_FORMATS: tuple[Format, ...] = ("jsonl", "llava", "sharegpt")
 
 
 @dataclass
@@ -63,11 +67,22 @@ class ExportReport:
     cropped: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     by_dataset: bool = False
+    images: str | None = None  # the image folder of a Q/A file export
+    items: int = 0  # Q/A items exported (Q/A exports)
+    samples: int = 0  # records in a Q/A file (one per item, or per image with multi-turn)
+    skipped_items: int = 0  # Q/A items left out as not valid
+    note: str | None = None  # which Q/A items were taken
+    pushed: str | None = None  # the Hub repository URL after --push-to-hub
 
     @property
     def file_count(self) -> int:
-        """Files written: one per row for `--images`, the shards and metadata otherwise."""
-        return self.rows if self.format == "images" else len(self.files)
+        """Files written: one per row for `--images`, the file plus its images for a Q/A file, the shards
+        and metadata otherwise."""
+        if self.format == "images":
+            return self.rows
+        if self.format in QA_FILE_FORMATS:
+            return len(self.files) + (self.rows if self.images is not None else 0)
+        return len(self.files)
 
     def load_hint(self) -> str:
         """Python that loads the export back."""
@@ -75,6 +90,8 @@ class ExportReport:
             return f"datasets.load_from_disk({self.target!r})"
         if self.format == "images":
             return f"datasets.load_dataset('imagefolder', data_dir={self.target!r}, split='train')"
+        if self.format in QA_FILE_FORMATS:
+            return f"datasets.load_dataset('json', data_files={self.target!r}, split='train')"
         files = str(Path(self.target) / "part-*.parquet")
         return f"datasets.load_dataset('parquet', data_files={files!r}, split='train')"
 
@@ -85,6 +102,9 @@ def export(
     hf: str | Path | None = None,
     parquet: str | Path | None = None,
     images: str | Path | None = None,
+    jsonl: str | Path | None = None,
+    llava: str | Path | None = None,
+    sharegpt: str | Path | None = None,
     where: str | None = None,
     columns: Sequence[str] | None = None,
     image: bool = True,
@@ -92,40 +112,75 @@ def export(
     shard_rows: int = DEFAULT_SHARD_ROWS,
     overwrite: bool = False,
     view: ViewOptions | None = None,
+    qa: QAOptions | None = None,
+    push_to_hub: str | None = None,
+    private: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ExportReport:
     """Write the rows matching `where` (and `ingest_status = 'ok'` unless `all_rows`) to `hf`, `parquet` or
-    `images`; each image is its crop view when the row has a `crop_box` (unless `view.crop` is off)."""
+    `images`, or their Q/A items to `jsonl`, `llava` or `sharegpt` (with the images in `images`); each image
+    is its crop view when the row has a `crop_box` (unless `view.crop` is off). Q/A exports (and `hf` on a
+    table with Q/A: one row per item) take rows kept by the filter unless `where` says otherwise, and only
+    valid items unless `qa.all_items`. `push_to_hub` uploads the `hf` export (token from HF_TOKEN)."""
+    from vlcli import qa_export as qx  # it builds on this module's helpers
+
     started = time.perf_counter()
-    kind, target = _pick_target(hf, parquet, images)
+    kind, target, images_dir = _pick_target(hf, parquet, images, jsonl, llava, sharegpt)
     view = view or ViewOptions()
+    qa = qa or QAOptions()
     workers = default_workers() if workers is None else workers
-    _check_options(kind, shard_rows, workers, columns, image)
-    predicate = row_filter(where, all_rows=all_rows)
+    _check_options(kind, shard_rows, workers, columns, image, push_to_hub)
+    token = None
+    if push_to_hub is not None:
+        check_repo_id(push_to_hub)
+        token = hub_token()  # before anything is written: a missing token fails fast
+    per_item = kind in QA_FILE_FORMATS or (kind == "hf" and qx.has_qa(table.schema))
+    if per_item:
+        predicate: str | None = qx.qa_predicate(table.schema, where, qa, all_rows=all_rows)
+    else:
+        predicate = row_filter(where, all_rows=all_rows)
     try:
         total = table.count(predicate)
     except QueryError as exc:
         raise QueryError(f"--where {where!r}: {_reason(exc, predicate)}") from exc
     report = ExportReport(format=kind, target=str(target), where=predicate)
-    if kind == "images":
+    folder: Path | None = target
+    if kind in QA_FILE_FORMATS:
+        assert predicate is not None
+        qx.check_file_target(target, images_dir, table, overwrite)
+        report.images, folder = (str(images_dir) if images_dir is not None else None), images_dir
+        write = qx.qa_file_writer(table, predicate, kind, target, images_dir, view, workers, qa, report)  # type: ignore[arg-type]
+    elif kind == "images":
         report.by_dataset = len(_datasets(table, predicate)) > 1
         write = _images_writer(table, predicate, target, view, workers, report)
+    elif per_item:
+        assert predicate is not None
+        extras = qx.qa_extra_columns(table.schema, columns)
+        write = qx.qa_hf_writer(
+            table, predicate, target, shard_rows, view, workers, qa, extras, image, report
+        )
     else:
         report.columns = select_columns(table.schema, columns, image=image)
-        write = _rows_writer(table, predicate, kind, target, total, shard_rows, view, workers, report)
-    _prepare_target(target, table, overwrite)  # only once every option has been checked
+        write = _rows_writer(table, predicate, kind, target, shard_rows, view, workers, report)
+    if per_item:
+        report.note = qx.selection_note(table.schema, qa)
+    if folder is not None:
+        _prepare_target(folder, table, overwrite)  # only once every option has been checked
     if progress is not None:
         progress.start(f"export {kind}", total)
     try:
         report.files = write(progress)
     except BaseException:
-        _remove_export_files(target)
+        if folder is not None:
+            _remove_export_files(folder)
         raise
     finally:
         if progress is not None:
             progress.finish()
     report.bytes_written = _bytes_written(target, report)
+    if push_to_hub is not None and token is not None:
+        report.pushed = push_dataset(target, target / TMP_DIR, push_to_hub, token, private=private)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -138,7 +193,6 @@ def _rows_writer(
     predicate: str | None,
     kind: Format,
     target: Path,
-    total: int,
     shard_rows: int,
     view: ViewOptions,
     workers: int,
@@ -158,7 +212,7 @@ def _rows_writer(
             rows = _counting(batches, report, progress)
         if kind == "parquet":
             return write_parquet_shards(rows, target, schema, shard_rows)
-        return _write_hf(rows, target, schema, num_shards=max(1, math.ceil(total / shard_rows)))
+        return _write_hf(rows, target, schema, shard_rows)
 
     return write
 
@@ -187,6 +241,8 @@ def _crops(table: Table, view: ViewOptions) -> bool:
 def _bytes_written(target: Path, report: ExportReport) -> int:
     if report.format == "images":
         return report.bytes_written  # counted file by file as they were written
+    if report.format in QA_FILE_FORMATS:
+        return report.bytes_written + target.stat().st_size  # the images, then the file
     return sum((target / f).stat().st_size for f in report.files)
 
 
@@ -194,19 +250,45 @@ def _bytes_written(target: Path, report: ExportReport) -> int:
 
 
 def _pick_target(
-    hf: str | Path | None, parquet: str | Path | None, images: str | Path | None
-) -> tuple[Format, Path]:
-    """Exactly one destination."""
-    targets: dict[Format, str | Path | None] = {"hf": hf, "parquet": parquet, "images": images}
-    given = [(kind, path) for kind, path in targets.items() if path is not None]
+    hf: str | Path | None,
+    parquet: str | Path | None,
+    images: str | Path | None,
+    jsonl: str | Path | None,
+    llava: str | Path | None,
+    sharegpt: str | Path | None,
+) -> tuple[Format, Path, Path | None]:
+    """The destination: one folder, or one Q/A file with its image folder (optional for JSONL)."""
+    files: dict[Format, str | Path | None] = {"jsonl": jsonl, "llava": llava, "sharegpt": sharegpt}
+    given_files = [(kind, path) for kind, path in files.items() if path is not None]
+    if len(given_files) > 1:
+        raise UsageError("give one of --jsonl, --llava or --sharegpt per export")
+    if given_files:
+        kind, path = given_files[0]
+        if hf is not None or parquet is not None:
+            raise UsageError(f"--{kind} FILE goes with --images DIR only, not with --hf or --parquet")
+        if images is None and kind != "jsonl":
+            raise UsageError(
+                f"--{kind} FILE needs --images DIR: its samples point at image files written there"
+            )
+        return kind, Path(path), Path(images) if images is not None else None
+    folders: dict[Format, str | Path | None] = {"hf": hf, "parquet": parquet, "images": images}
+    given = [(kind, path) for kind, path in folders.items() if path is not None]
     if len(given) != 1:
-        raise UsageError("give exactly one of --hf DIR, --parquet DIR or --images DIR")
+        raise UsageError(
+            "give exactly one of --hf DIR, --parquet DIR or --images DIR, or a Q/A file: --jsonl FILE, "
+            "--llava FILE or --sharegpt FILE"
+        )
     kind, path = given[0]
-    return kind, Path(path)
+    return kind, Path(path), None
 
 
 def _check_options(
-    kind: Format, shard_rows: int, workers: int, columns: Sequence[str] | None, image: bool
+    kind: Format,
+    shard_rows: int,
+    workers: int,
+    columns: Sequence[str] | None,
+    image: bool,
+    push_to_hub: str | None,
 ) -> None:
     if shard_rows < 1:
         raise UsageError("--shard-rows must be at least 1")
@@ -214,6 +296,10 @@ def _check_options(
         raise UsageError("--workers must be at least 1")
     if kind == "images" and (columns is not None or not image):
         raise UsageError("--columns and --no-image only apply to --hf and --parquet: --images writes images")
+    if kind in QA_FILE_FORMATS and (columns is not None or not image):
+        raise UsageError(f"--columns and --no-image only apply to --hf and --parquet, not --{kind}")
+    if push_to_hub is not None and kind != "hf":
+        raise UsageError("--push-to-hub uploads an --hf export: add --hf DIR")
 
 
 def select_columns(schema: pa.Schema, columns: Sequence[str] | None, *, image: bool = True) -> list[str]:
@@ -458,9 +544,10 @@ def write_parquet_shards(
 
 
 def _write_hf(
-    batches: Iterable[pa.RecordBatch], folder: Path, schema: pa.Schema, num_shards: int
+    batches: Iterable[pa.RecordBatch], folder: Path, schema: pa.Schema, shard_rows: int
 ) -> list[str]:
-    """Stream rows to one Arrow file inside `folder`, then let `datasets` save it there in shards."""
+    """Stream rows to one Arrow file inside `folder`, then let `datasets` save it there in shards of at
+    most `shard_rows` rows."""
     import datasets
 
     tmp = folder / TMP_DIR
@@ -473,7 +560,7 @@ def _write_hf(
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the caller's Progress already reports the rows
     try:
-        dataset.save_to_disk(str(folder), num_shards=min(num_shards, max(1, len(dataset))))
+        dataset.save_to_disk(str(folder), num_shards=max(1, math.ceil(len(dataset) / shard_rows)))
     finally:
         if was_enabled:
             datasets.enable_progress_bars()

@@ -1,5 +1,5 @@
-"""`vl export TABLE --hf DIR | --parquet DIR | --images DIR`: a Hugging Face dataset, Parquet shards or
-image files, with each row's crop view."""
+"""`vl export TABLE --hf DIR | --parquet DIR | --images DIR | --jsonl FILE | --llava FILE | --sharegpt FILE`:
+a Hugging Face dataset, Parquet shards, image files or Q/A training files, with each row's crop view."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.markup import escape
 from vlcli.cli.common import Quiet, RichProgress, console, handles_errors
 from vlcli.cli.status import human_bytes
 from vlcli.export import DEFAULT_SHARD_ROWS, ExportReport, export
+from vlcli.qa_records import QAOptions
 from vlcli.storage import Table
 from vlcli.views import ViewOptions
 
@@ -34,13 +35,73 @@ def command(
             "--images",
             metavar="DIR",
             help="Write one image file per row here: <id>.<ext>, in <dataset>/ folders when the rows span "
-            "several datasets.",
+            "several datasets. With --jsonl/--llava/--sharegpt: the images those records point at.",
         ),
     ] = None,
+    jsonl: Annotated[
+        Path | None,
+        typer.Option(
+            "--jsonl",
+            metavar="FILE",
+            help="Write one JSON line per Q/A item in DCVLR's shape (image, bin, features, question, options, "
+            "answer, reasoning).",
+        ),
+    ] = None,
+    llava: Annotated[
+        Path | None,
+        typer.Option(
+            "--llava", metavar="FILE", help="Write a LLaVA conversation list (JSON); needs --images DIR."
+        ),
+    ] = None,
+    sharegpt: Annotated[
+        Path | None,
+        typer.Option(
+            "--sharegpt",
+            metavar="FILE",
+            help="Write ShareGPT samples as LLaMA-Factory reads them (JSON); needs --images DIR.",
+        ),
+    ] = None,
+    turns: Annotated[
+        str,
+        typer.Option(
+            "--turns",
+            metavar="single|multi",
+            help="--llava/--sharegpt: one sample per Q/A item, or one multi-turn conversation per image.",
+        ),
+    ] = "single",
+    no_reasoning: Annotated[
+        bool,
+        typer.Option(
+            "--no-reasoning", help="--llava/--sharegpt: answer with the final answer only, no reasoning."
+        ),
+    ] = False,
+    think: Annotated[
+        bool,
+        typer.Option("--think", help="--llava/--sharegpt: put the reasoning inside <think>...</think>."),
+    ] = False,
+    all_items: Annotated[
+        bool,
+        typer.Option("--all-items", help="Q/A exports: also items that failed validation."),
+    ] = False,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option(
+            "--push-to-hub",
+            metavar="REPO",
+            help="After --hf, upload the dataset to this Hub repository (owner/name); the token is read "
+            "from HF_TOKEN.",
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="With --push-to-hub, create the repository private.")
+    ] = False,
     where: Annotated[
         str | None,
         typer.Option(
-            "--where", metavar="SQL", help="SQL predicate selecting rows, e.g. \"dataset = 'charts'\"."
+            "--where",
+            metavar="SQL",
+            help="SQL predicate selecting rows, e.g. \"dataset = 'charts'\" (Q/A exports: replaces the "
+            "default, rows kept by the filter).",
         ),
     ] = None,
     columns: Annotated[
@@ -97,12 +158,19 @@ def command(
     quiet: Quiet = False,
 ) -> None:
     """Export rows, each image as its crop view where crop_box is set (the original bytes elsewhere);
-    by default only rows with ingest_status = 'ok'."""
+    by default only rows with ingest_status = 'ok'. Q/A exports (--jsonl, --llava, --sharegpt, and --hf
+    on a table with Q/A: one row per item) take rows kept by the filter and items that passed validation."""
     report = export(
         Table.open(table),
         hf=hf,
         parquet=parquet,
         images=images,
+        jsonl=jsonl,
+        llava=llava,
+        sharegpt=sharegpt,
+        qa=QAOptions(turns=turns, reasoning=not no_reasoning, think=think, all_items=all_items),  # type: ignore[arg-type]
+        push_to_hub=push_to_hub,
+        private=private,
         view=ViewOptions(crop=not no_crop, size=size, format=image_format, quality=quality, upscale=upscale),
         workers=workers,
         where=where,
@@ -119,11 +187,17 @@ def command(
 def render(report: ExportReport) -> None:
     """Print what was written, what was skipped and how to load it."""
     cropped = f", {report.cropped:,} cropped" if report.cropped else ""
+    items = f" ({report.items:,} Q/A items)" if report.note is not None else ""
     console.print(
-        f"exported [bold]{report.rows:,}[/] rows{cropped} to {escape(report.target)} ({report.file_count:,} "
-        f"files, {human_bytes(report.bytes_written)}) in {report.seconds:.1f}s",
+        f"exported [bold]{report.rows:,}[/] rows{items}{cropped} to {escape(report.target)} "
+        f"({report.file_count:,} files, {human_bytes(report.bytes_written)}) in {report.seconds:.1f}s",
         highlight=False,
     )
+    if report.note is not None:
+        left_out = f"; {report.skipped_items:,} items left out as not valid" if report.skipped_items else ""
+        console.print(f"{report.note}{left_out}", style="dim", markup=False, highlight=False, soft_wrap=True)
+    if report.images is not None:
+        console.print(f"images in {report.images}", style="dim", markup=False, highlight=False)
     if report.skipped:
         reasons = ", ".join(f"{reason} ({n:,})" for reason, n in report.skipped.most_common())
         console.print(
@@ -147,3 +221,5 @@ def render(report: ExportReport) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if report.pushed is not None:
+        console.print(f"pushed to {report.pushed}", markup=False, highlight=False, soft_wrap=True)
