@@ -469,6 +469,12 @@ def test_vllm_older_guided_decoding_api(fake_vllm: Any, monkeypatch: pytest.Monk
     assert FakeLLM.instances[0].kwargs["trust_remote_code"] is True
 
 
+def test_vllm_runs_on_cuda_only(fake_vllm: Any) -> None:
+    with pytest.raises(UsageError, match="--backend transformers"):
+        create("generator", "vllm", model="m", device="cpu")
+    assert create("generator", "vllm", model="m", device="cuda").model == "m"
+
+
 def test_vllm_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

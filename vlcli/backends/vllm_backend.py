@@ -41,6 +41,7 @@ class VllmGenerator:
         self,
         model: str,
         revision: str | None = None,
+        device: str = "auto",
         dtype: str = "auto",
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
@@ -50,6 +51,12 @@ class VllmGenerator:
     ) -> None:
         if not model:
             raise UsageError("the vllm generator needs a model name or folder (--model)")
+        if device not in ("auto", "cuda"):
+            # vLLM places the model itself (tensor_parallel_size GPUs); pick GPUs with CUDA_VISIBLE_DEVICES
+            raise UsageError(
+                f"the vllm backend runs on CUDA GPUs (--device auto or cuda), not {device!r}; "
+                "use --backend transformers on CPU, or CUDA_VISIBLE_DEVICES to choose GPUs"
+            )
         if dtype not in VLLM_DTYPES:
             raise UsageError(f"--dtype must be one of {', '.join(VLLM_DTYPES)}, not {dtype!r}")
         if tensor_parallel_size < 1:
