@@ -74,11 +74,15 @@ class TransformersEmbedder:
         self._std = torch.tensor(processor.image_std, dtype=torch.float32, device=self.device).view(shape)
         self._commit = getattr(net.config, "_commit_hash", None)
 
+    def resize(self, images: Any, size: tuple[int, int]) -> Any:
+        """uint8 [B,3,H,W] -> uint8 [B,3,h,w]: bicubic, antialiased, rounded like PIL; separable, so an
+        axis that keeps its size is not filtered at all."""
+        tvf = require("torchvision.transforms.v2.functional", "models")
+        return tvf.resize(images, list(size), interpolation=tvf.InterpolationMode.BICUBIC, antialias=True)
+
     def preprocess(self, images: Any) -> Any:
         """uint8 [B,3,H,W] -> normalized float32 [B,3,S,S] (bicubic, antialiased, rounded like PIL)."""
-        tvf = require("torchvision.transforms.v2.functional", "models")
-        size = [self.input_size, self.input_size]
-        resized = tvf.resize(images, size, interpolation=tvf.InterpolationMode.BICUBIC, antialias=True)
+        resized = self.resize(images, (self.input_size, self.input_size))
         return resized.float().div_(255.0).sub_(self._mean).div_(self._std)  # in place: no temporaries
 
     def embed(self, pixels: Any) -> Any:

@@ -151,11 +151,9 @@ class CropStep(Step):
         torch = require("torch", "models")
         device = self.embedder.device
         # HWC: a candidate is a slice of whole pixel rows (a CHW slice copies 3 bytes at a time)
-        fulls = [torch.from_numpy(p.pixels).to(device) for p in items]
-        candidates = [
-            [] if _is_square(p) else [full[y0:y1, x0:x1] for x0, y0, x1, y1 in p.boxes]
-            for full, p in zip(fulls, items)
-        ]
+        views = [self._views(torch.from_numpy(p.pixels).to(device), p) for p in items]
+        fulls = [full for full, _ in views]
+        candidates = [cs for _, cs in views]
         pixels = self._preprocess_grouped([*fulls, *(c for cs in candidates for c in cs)])
         emb = self.embedder.embed(pixels)
         emb = torch.nn.functional.normalize(emb, dim=1)
@@ -166,6 +164,27 @@ class CropStep(Step):
             results.append(self._choose(p, full_emb[i], crop_emb[start : start + n]))
             start += n
         return results
+
+    def _views(self, full: Any, p: _Prepared) -> tuple[Any, list[Any]]:
+        """HWC views of the whole image and of its candidates, each to be resized to the model's input.
+
+        When every candidate spans the image's full height (the seed's crops of a landscape image) or
+        full width, that axis is resized to the input size once, for the whole image, and the views are
+        cut from the result: the resize is separable, so each view gets the same filter as when cut
+        first, for ~1/4 of the work and of the bytes copied. Only the rounding between the two passes
+        can differ, by at most one level, from the other order."""
+        if _is_square(p):
+            return full, []
+        h, w = full.shape[:2]
+        s = self.embedder.input_size
+        resize = getattr(self.embedder, "resize", None)
+        if resize is not None and all(y0 == 0 and y1 == h for _, y0, _, y1 in p.boxes):
+            strip = resize(full.permute(2, 0, 1)[None], (s, w))[0].permute(1, 2, 0)
+            return strip, [strip[:, x0:x1] for x0, _, x1, _ in p.boxes]
+        if resize is not None and all(x0 == 0 and x1 == w for x0, _, x1, _ in p.boxes):
+            strip = resize(full.permute(2, 0, 1)[None], (h, s))[0].permute(1, 2, 0)
+            return strip, [strip[y0:y1, :] for _, y0, _, y1 in p.boxes]
+        return full, [full[y0:y1, x0:x1] for x0, y0, x1, y1 in p.boxes]
 
     def _preprocess_grouped(self, images: list[Any]) -> Any:
         """HWC uint8 views -> model input, one resize per distinct size (all seed crops share one)."""
