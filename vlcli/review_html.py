@@ -154,7 +154,8 @@ def _count_box(title: str, rows: list[tuple[str, int, str]], reasons: Reasons) -
 def _controls(cards: list[Card], reasons: Reasons) -> str:
     bins = Counter(str(c.row.get("bin") or "none") for c in cards)
     bin_buttons = [_button("bin", "", "all")] + [
-        _button("bin", b, f"{b} ({n:,})") for b, n in sorted(bins.items(), key=lambda kv: (kv[0] == "none", kv[0]))
+        _button("bin", b, f"{b} ({n:,})")
+        for b, n in sorted(bins.items(), key=lambda kv: (kv[0] == "none", kv[0]))
     ]
     validity = Counter(v for c in cards for v in validity_tokens(c.row))
     valid_buttons = [_button("validity", "", "all")] + [
