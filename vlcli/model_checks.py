@@ -28,6 +28,11 @@ VISUAL_TYPE = pa.struct(
     ]
 )
 HTTP_OPTIONS = ("base_url", "api_key_env", "concurrency")
+BACKEND_OPTIONS = {  # which settings each built-in backend takes (plugins get the model and backend_options)
+    "openai": HTTP_OPTIONS,
+    "vllm": ("dtype", "trust_remote_code"),
+    "transformers": ("device", "dtype", "trust_remote_code"),
+}
 
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -69,11 +74,14 @@ class CheckSettings:
     visual_dependency: bool = False
     backend: str = "openai"
     model: str | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    concurrency: int | None = None
+    base_url: str | None = None  # openai: None is the backend's default
+    api_key_env: str | None = None  # openai: the variable holding the key (None: the backend's default)
+    concurrency: int | None = None  # openai: None is the backend's default
+    device: str = "auto"  # transformers
+    dtype: str = "auto"  # transformers, vllm
+    trust_remote_code: bool = False  # transformers, vllm
     rotations: int = 4  # option orders asked per MCQ, each with and without the image
-    image_side: int = 768  # the view's short side sent to the VLM (smaller images are sent as they are)
+    image_size: int = 1024  # long side of the view sent to the VLM (as `vl synth --image-size`)
     max_tokens: int = 256
     backend_options: dict[str, Any] = field(default_factory=dict)  # extra options for the backend
 
@@ -82,8 +90,14 @@ class CheckSettings:
             raise UsageError(f"--rotations must be between 1 and {len(LETTERS)}")
         if self.concurrency is not None and self.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
-        if self.image_side < 32:
-            raise UsageError("--image-side must be at least 32")
+        if self.image_size < 32:
+            raise UsageError("--image-size must be at least 32 pixels")
+        if self.enabled and not self.model:
+            raise UsageError("--judge and --visual-dependency ask a model: name it with --model")
+        given = [k for k in HTTP_OPTIONS if getattr(self, k) is not None]
+        if given and self.backend != "openai":
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UsageError(f"{flags} only apply to --backend openai, not {self.backend!r}")
 
     @property
     def enabled(self) -> bool:
@@ -91,15 +105,10 @@ class CheckSettings:
         return self.judge or self.visual_dependency
 
     def generator_options(self) -> dict[str, Any]:
-        """Options for `create("generator", backend, ...)`: the HTTP ones only for the openai backend."""
-        options: dict[str, Any] = {**self.backend_options}
-        if self.model is not None:
-            options["model"] = self.model
-        given = {k: getattr(self, k) for k in HTTP_OPTIONS if getattr(self, k) is not None}
-        if given and self.backend != "openai":
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise UsageError(f"{flags} only apply to --backend openai (not {self.backend!r})")
-        return {**options, **given}
+        """Options for `create("generator", backend, ...)`: only those the backend takes, only when set."""
+        names = BACKEND_OPTIONS.get(self.backend, ())
+        values = {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+        return {"model": self.model, **values, **self.backend_options}
 
 
 class CheckError(Exception):

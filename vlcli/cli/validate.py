@@ -1,0 +1,177 @@
+"""`vl validate TABLE`: rules per generated Q/A item, optional judge and visual-dependency model checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vlcli.cli.common import (
+    BatchSize,
+    Device,
+    Dtype,
+    Limit,
+    Quiet,
+    Redo,
+    RetryErrors,
+    RichProgress,
+    TrustRemoteCode,
+    Workers,
+    console,
+    handles_errors,
+    print_report,
+    run_options,
+)
+from vlcli.model_checks import CheckSettings
+from vlcli.steps.validate import ValidateReport, run_validate
+from vlcli.storage import Table
+from vlcli.validation import ValidationRules
+
+
+@handles_errors
+def command(
+    table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
+    min_question_words: Annotated[int, typer.Option("--min-question-words", help="Shortest question.")] = 5,
+    max_question_words: Annotated[int, typer.Option("--max-question-words", help="Longest question.")] = 200,
+    min_answer_words: Annotated[int, typer.Option("--min-answer-words", help="Shortest answer.")] = 1,
+    max_answer_words: Annotated[int, typer.Option("--max-answer-words", help="Longest answer.")] = 500,
+    min_reasoning_words: Annotated[
+        int, typer.Option("--min-reasoning-words", help="Shortest reasoning, in words.")
+    ] = 10,
+    min_overlap: Annotated[
+        float,
+        typer.Option(
+            "--min-overlap", help="Share of the answer's content words the reasoning must use (0: off)."
+        ),
+    ] = 0.3,
+    min_steps: Annotated[
+        int, typer.Option("--min-steps", help="Numbered reasoning steps (1., 2., ...) an MCQ needs.")
+    ] = 3,
+    question_form: Annotated[
+        bool,
+        typer.Option(
+            "--question-form/--no-question-form", help="Require a '?' or a question word at the start."
+        ),
+    ] = True,
+    image_grounding: Annotated[
+        bool,
+        typer.Option(
+            "--image-grounding/--no-image-grounding",
+            help="Require the question or reasoning to mention an OCR word, object label or caption word.",
+        ),
+    ] = True,
+    dedup: Annotated[
+        bool, typer.Option("--dedup/--no-dedup", help="Mark repeated question+answer text as duplicates.")
+    ] = True,
+    judge: Annotated[bool, typer.Option("--judge", help="Score every item 1-5 with an LLM judge.")] = False,
+    judge_threshold: Annotated[
+        float, typer.Option("--judge-threshold", help="With --judge: items scored below this fail.")
+    ] = 4.0,
+    visual_dependency: Annotated[
+        bool,
+        typer.Option(
+            "--visual-dependency",
+            help="Ask a VLM each MCQ with and without the image; keep it only if the image is needed.",
+        ),
+    ] = False,
+    rotations: Annotated[
+        int, typer.Option("--rotations", help="With --visual-dependency: option orders asked (1-4).")
+    ] = 4,
+    image_size: Annotated[
+        int, typer.Option("--image-size", help="Long side (pixels) of the image sent to the VLM, at most.")
+    ] = 1024,
+    backend: Annotated[
+        str, typer.Option("--backend", help="Generator for the model checks: openai, vllm or transformers.")
+    ] = "openai",
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model name (hub id, folder or API name).")
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="openai: the server's /v1 URL (default: http://localhost:8000/v1)."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="openai: environment variable holding the API key (default: OPENAI_API_KEY).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="openai: requests in flight at once (default 16).")
+    ] = None,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    trust_remote_code: TrustRemoteCode = False,
+    batch_size: BatchSize = 16,
+    limit: Limit = None,
+    retry_errors: RetryErrors = False,
+    redo: Redo = False,
+    workers: Workers = 2,
+    quiet: Quiet = False,
+) -> None:
+    """Validate Q/A items: lengths, question form, refusals, MCQ shape, grounding, duplicates.
+
+    The rules are recomputed for the whole table from the stored Q/A on every run: rerun with other
+    thresholds to change the verdicts, no --redo needed. The optional model checks (--judge,
+    --visual-dependency) run once per row and resume where they stopped.
+    """
+    rules = ValidationRules(
+        min_question_words=min_question_words,
+        max_question_words=max_question_words,
+        min_answer_words=min_answer_words,
+        max_answer_words=max_answer_words,
+        min_reasoning_words=min_reasoning_words,
+        min_overlap=min_overlap,
+        min_steps=min_steps,
+        question_form=question_form,
+        image_grounding=image_grounding,
+        dedup=dedup,
+        judge_threshold=judge_threshold,
+    )
+    checks = CheckSettings(
+        judge=judge,
+        visual_dependency=visual_dependency,
+        backend=backend,
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        rotations=rotations,
+        image_size=image_size,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+    )
+    opts = run_options(batch_size, limit, retry_errors, workers, "thread", redo)
+    step_report, report = run_validate(
+        Table.open(table), rules, checks, opts, RichProgress(enabled=False if quiet else None)
+    )
+    print_report(step_report)
+    print_validate_report(report)
+
+
+def print_validate_report(report: ValidateReport) -> None:
+    """Items, valid items, failures by reason, and what was not validated."""
+    checks = f" (model checks: {', '.join(report.checks)})" if report.checks else ""
+    console.print(
+        f"[bold]validate[/]: {report.valid:,} of {report.items:,} items valid, in {report.rows:,} rows "
+        f"({report.rows_with_valid:,} with at least one valid item){checks}",
+        highlight=False,
+    )
+    for reason, count in report.reasons.most_common():
+        console.print(f"  {reason:<26} {count:,}", highlight=False)
+    if report.not_validated:
+        console.print(
+            f"  {report.not_validated:,} rows with Q/A not validated yet (pending or failed model checks)",
+            highlight=False,
+        )
+    if report.without_qa:
+        console.print(f"  {report.without_qa:,} rows without Q/A", style="dim", highlight=False)
+    if report.ungrounded_skipped:
+        console.print(
+            f"[yellow]note:[/] {report.ungrounded_skipped:,} items have no OCR text, objects or caption for "
+            "their image: the image-grounding check was skipped for them (run `vl bin` first)",
+            highlight=False,
+        )
