@@ -17,17 +17,33 @@ app = typer.Typer(
 
 def _register() -> None:
     # One module per command; each exposes `command`. Imported here so `vl --help` lists them all.
-    from vlcli.cli import bin, crop, demo, export, filter, ingest, query, similar, status, validate
+    from vlcli.cli import (
+        bin,
+        crop,
+        demo,
+        export,
+        filter,
+        ingest,
+        query,
+        show,
+        similar,
+        status,
+        synth,
+        validate,
+    )
 
     app.command("ingest")(ingest.command)
     app.command("filter")(filter.command)
     app.command("crop")(crop.command)
     app.command("bin")(bin.command)
+    app.command("synth")(synth.command)
+    app.command("synthesize", hidden=True)(synth.command)
     app.command("validate")(validate.command)
     app.command("status")(status.command)
     app.command("query")(query.command)
     app.command("similar")(similar.command)
     app.command("export")(export.command)
+    app.command("show")(show.command)
     app.command("demo")(demo.command)
 
 
