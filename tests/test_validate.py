@@ -162,6 +162,15 @@ def test_synth_rerun_is_picked_up(qa_table: tuple[Table, list[str]]) -> None:
     assert report.reasons == {"mcq_answer": 5, "duplicate": 2}
 
 
+def test_rows_the_filter_rejected_are_left_alone(qa_table: tuple[Table, list[str]]) -> None:
+    table, ids = qa_table
+    table.ensure_columns([pa.field("filter_keep", pa.bool_())])
+    table.write_back(pa.table({"id": ids, "filter_keep": [n != 0 for n in range(len(ids))]}))
+    step, report = run_validate(table)
+    assert step.done == 5 and report.rows == 5 and report.not_validated == 0
+    assert outputs(table)[ids[0]]["validate_status"] is None
+
+
 # --- duplicates -------------------------------------------------------------------------------------
 
 

@@ -226,6 +226,15 @@ CASES: list[tuple[str, QAItem, dict[str, Any], ImageContext, ValidationRules, li
         ["mcq_options", "mcq_answer"],
     ),
     ("mcq answer '(b)'", MCQ, {"answer": "(b)"}, MENU, RULES, []),
+    (
+        "mcq answer length is the option's",
+        MCQ,
+        {"options": ["Coffee", "The sandwich", "Salad", "Juice"]},
+        MENU,
+        replace(RULES, min_answer_words=2),
+        [],
+    ),
+    ("mcq option too short", MCQ, {}, MENU, replace(RULES, min_answer_words=2), ["answer_too_short"]),
     ("mcq answer 'B.'", MCQ, {"answer": "B."}, MENU, RULES, []),
     (
         "mcq without numbered steps",

@@ -261,7 +261,7 @@ def check_item(item: QAItem, context: ImageContext, rules: ValidationRules) -> l
             reasons.append("not_a_question")
     text = answer_text(item).strip() if answer else ""
     if answer:
-        n = word_count(answer)
+        n = word_count(text or answer)
         if n < rules.min_answer_words:
             reasons.append("answer_too_short")
         elif n > rules.max_answer_words:

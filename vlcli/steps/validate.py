@@ -224,7 +224,8 @@ def apply_rules(table: Table, rules: ValidationRules, checks: CheckSettings | No
     checks = checks or CheckSettings()
     table.ensure_columns(c.field() for c in _OUTPUTS)
     names = table.schema.names
-    columns = ["id", "validate_status", "synth_status", SYNTH_QA.name, *(c for c in _FEATURES if c in names)]
+    columns = ["id", "validate_status", "synth_status", SYNTH_QA.name]
+    columns += [c for c in (*_FEATURES, "filter_keep") if c in names]
     columns += [
         c.name
         for c, on in ((VALIDATE_JUDGE, checks.judge), (VALIDATE_VISUAL, checks.visual_dependency))
@@ -272,6 +273,8 @@ def _row_reasons(
     if not _has_qa(row["synth_status"], row[SYNTH_QA.name]):
         report.without_qa += row["synth_status"] is not None
         return None
+    if row.get("filter_keep") is False and row["validate_status"] is None:
+        return None  # rejected by a later `vl filter` run: not validated, and not waiting to be
     if row["validate_status"] != "ok":
         report.not_validated += 1
         return None
