@@ -47,6 +47,7 @@ class TableStatus:
     steps: list[StepStatus]
     last_ingest: dict[str, Any] | None = None
     decisions: dict[str, int] | None = None  # the filter's verdicts: "kept" or a reason -> rows
+    last_run: dict[str, Any] | None = None  # the summary `vl run` stored at its end
 
     def step(self, name: str) -> StepStatus:
         """The counts of the step called `name`."""
@@ -83,6 +84,7 @@ def table_status(table: Table) -> TableStatus:
         steps=[_step_status(name, counts[name], provenance[name]) for name in steps],
         last_ingest=last_ingest,
         decisions=_decisions(table),
+        last_run=meta.get("run"),
     )
 
 

@@ -82,3 +82,10 @@ def _transformers_generator(**options: Any) -> Any:
     from vlcli.backends.transformers_generator import TransformersGenerator
 
     return TransformersGenerator(**options)
+
+
+@register("generator", "stub")
+def _stub_generator(**options: Any) -> Any:
+    from vlcli.backends.stub_generator import StubGenerator
+
+    return StubGenerator(**options)

@@ -19,12 +19,14 @@ def _register() -> None:
     # One module per command; each exposes `command`. Imported here so `vl --help` lists them all.
     from vlcli.cli import (
         bin,
+        config,
         crop,
         demo,
         export,
         filter,
         ingest,
         query,
+        run,
         show,
         similar,
         status,
@@ -32,6 +34,7 @@ def _register() -> None:
         validate,
     )
 
+    app.command("run")(run.command)
     app.command("ingest")(ingest.command)
     app.command("filter")(filter.command)
     app.command("crop")(crop.command)
@@ -45,6 +48,7 @@ def _register() -> None:
     app.command("export")(export.command)
     app.command("show")(show.command)
     app.command("demo")(demo.command)
+    app.add_typer(config.app, name="config")
 
 
 _register()

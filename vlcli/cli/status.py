@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -68,10 +68,29 @@ def render(status: TableStatus) -> None:
     if status.tags:
         tags = ", ".join(f"{name}" for name, _ in sorted(status.tags.items(), key=lambda kv: kv[1]))
         console.print(f"tags: {tags}", highlight=False)
+    if status.last_run:
+        console.print(
+            f"last run: {run_summary_line(status.last_run)}", highlight=False, markup=False, soft_wrap=True
+        )
     if status.last_ingest:
         shown = [k for k in LAST_INGEST_KEYS if k in status.last_ingest]
         summary = ", ".join(f"{k} {status.last_ingest[k]}" for k in shown)
         console.print(f"last ingest: {summary}", highlight=False, markup=False, soft_wrap=True)
+
+
+def run_summary_line(summary: dict[str, Any]) -> str:
+    """`vl run`'s stored summary in one line: when, rows, kept, bins, Q/A, seconds."""
+    parts = [str(summary.get("finished", "")), f"{summary.get('rows', 0):,} rows"]
+    if "kept" in summary:
+        parts.append(f"{summary['kept']:,} kept")
+    if summary.get("bins"):
+        parts.append("bins " + " ".join(f"{b}={n:,}" for b, n in summary["bins"].items()))
+    if "qa_generated" in summary:
+        parts.append(f"{summary['qa_generated']:,} Q/A")
+    if "qa_valid" in summary:
+        parts.append(f"{summary['qa_valid']:,} valid")
+    parts.append(f"{summary.get('total_seconds', 0):.1f}s (preset {summary.get('preset', 'default')})")
+    return ", ".join(parts)
 
 
 def _dim_zero(n: int, colour: str | None = None) -> str:

@@ -12,6 +12,7 @@ from vlcli.cli.common import (
     Device,
     Dtype,
     Limit,
+    Pool,
     Quiet,
     Redo,
     RetryErrors,
@@ -101,6 +102,9 @@ def command(
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", help="openai: requests in flight at once (default 16).")
     ] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", min=1, help="Longest reply of a model check, in tokens.")
+    ] = 256,
     device: Device = "auto",
     dtype: Dtype = "auto",
     trust_remote_code: TrustRemoteCode = False,
@@ -109,6 +113,7 @@ def command(
     retry_errors: RetryErrors = False,
     redo: Redo = False,
     workers: Workers = 2,
+    pool: Pool = "thread",
     quiet: Quiet = False,
 ) -> None:
     """Validate Q/A items: lengths, question form, refusals, MCQ shape, grounding, duplicates.
@@ -140,11 +145,12 @@ def command(
         concurrency=concurrency,
         rotations=rotations,
         image_size=image_size,
+        max_tokens=max_tokens,
         device=device,
         dtype=dtype,
         trust_remote_code=trust_remote_code,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, "thread", redo)
+    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo)
     step_report, report = run_validate(
         Table.open(table), rules, checks, opts, RichProgress(enabled=False if quiet else None)
     )

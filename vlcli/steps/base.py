@@ -45,6 +45,8 @@ class RunOptions:
     prefetch: int = 2
     commit_rows: int = 4096
     commit_seconds: float = 10.0
+    where: str | None = None  # an extra predicate: only rows matching it are worked on (vl run --sample)
+    redo_if_changed: bool = False  # recompute every row when the step's recorded settings changed
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -329,9 +331,13 @@ def run_step(
     started = time.perf_counter()
     table.ensure_columns(c.field() for c in step.columns())
     report.changed_settings = _changed_settings(table, step)
-    if opts.redo:
+    if opts.redo or (opts.redo_if_changed and report.changed_settings):
         _reset(table, step)
+        # Recorded now, so a rerun after an interruption resumes the redo instead of starting it over.
+        _record_provenance(table, step, rows=0)
     where = step.pending_filter(opts.retry_errors, table.schema.names)
+    if opts.where:
+        where = f"({where}) AND ({opts.where})"
     pending = table.count(where)
     report.pending = pending if opts.limit is None else min(pending, opts.limit)
     if progress is not None:
@@ -449,15 +455,19 @@ def _reset(table: Table, step: Step, chunk: int = 65_536) -> None:
         table.write_back(pa.table({"id": part, status.name: pa.nulls(len(part), pa.string())}))
 
 
-def _finish(table: Table, step: Step, report: StepReport) -> None:
+def _record_provenance(table: Table, step: Step, rows: int) -> None:
     table.set_metadata(
         f"provenance.{step.name}",
         {
             "vl_version": __version__,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "params": step.provenance(),
-            "rows": report.processed,
+            "rows": rows,
         },
     )
+
+
+def _finish(table: Table, step: Step, report: StepReport) -> None:
+    _record_provenance(table, step, report.processed)
     table.cleanup()
     report.tag = table.tag(step.name)

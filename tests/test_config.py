@@ -1,0 +1,136 @@
+"""vl.yaml: precedence (default < preset < file < flags), unknown keys, DCVLR mapping, `vl config init`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from vlcli import config
+from vlcli.cli.app import app
+from vlcli.dcvlr import translate
+from vlcli.errors import UsageError
+from vlcli.pipeline import build, resolve, step_names
+
+runner = CliRunner()
+
+
+def test_unknown_key_names_the_nearest_valid_one(tmp_path: Path) -> None:
+    path = tmp_path / "vl.yaml"
+    path.write_text("crop:\n  num_crop: 5\n")
+    with pytest.raises(UsageError, match=r"unknown key crop.num_crop \(did you mean 'num_crops'\?\)"):
+        config.load(path)
+    path.write_text("cropping:\n  num_crops: 5\n")
+    with pytest.raises(UsageError, match=r"unknown section 'cropping' \(did you mean 'crop'\?\)"):
+        config.load(path)
+
+
+def test_bad_yaml_and_missing_file_are_one_line_errors(tmp_path: Path) -> None:
+    path = tmp_path / "vl.yaml"
+    path.write_text("crop: [unclosed\n")
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2 and "not valid YAML" in result.output
+    result = runner.invoke(app, ["config", "check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "vl config init" in result.output
+
+
+def test_flag_beats_file_beats_preset_beats_default(tiny_dinov2: str) -> None:
+    file_settings = {"crop": {"num_crops": 7, "model": tiny_dinov2}, "run": {"preset": "fast"}}
+    flags = config.merge(config.parse_assignment("crop.num_crops=9"))
+    settings = resolve(file_settings, flags)
+    assert settings["crop"]["num_crops"] == 9  # flag
+    assert settings["crop"]["model"] == tiny_dinov2  # file over the fast preset's dinov2-small
+    assert settings["bin"]["detector"] == "yolo11n.pt"  # the preset's, the file is silent
+    assert "resize_to" not in settings["crop"]  # the default, left to the step
+    step = build("crop", settings)
+    assert step.settings.num_crops == 9 and step.settings.resize_to == 1024  # type: ignore[attr-defined]
+    assert "crop" not in resolve({"run": {"preset": "fast"}}, {"run": {"preset": "default"}})
+
+
+def test_set_parses_values_as_yaml_and_checks_the_key() -> None:
+    assert config.parse_assignment("bin.ratios=[0.5, 0.3, 0.2]") == {"bin": {"ratios": [0.5, 0.3, 0.2]}}
+    assert config.parse_assignment("filter.max_side=null") == {"filter": {"max_side": None}}
+    with pytest.raises(UsageError, match=r"SECTION\.KEY=VALUE"):
+        config.parse_assignment("num_crops=3")
+    with pytest.raises(UsageError, match="did you mean 'min_side'"):
+        config.parse_assignment("filter.minside=3")
+
+
+def test_bad_value_fails_before_anything_runs() -> None:
+    settings = resolve({"crop": {"num_crops": 0}}, None)
+    with pytest.raises(UsageError, match="--num-crops"):  # checked before the model is looked up
+        build("crop", settings)
+    with pytest.raises(UsageError, match="unknown step 'cropp'"):
+        step_names({"run": {"steps": ["filter", "cropp"]}})
+    assert step_names({"run": {"steps": ["bin", "filter"]}}) == ["filter", "bin"]  # pipeline order
+
+
+def test_dcvlr_config_keys_map_and_the_rest_are_listed(tmp_path: Path) -> None:
+    dcvlr = {
+        "filtering": {"min_resolution": 300, "nsfw_threshold": 0.4, "watermark_threshold": 0.5},
+        "binning": {
+            "text_boxes_threshold": 3,
+            "object_count_threshold": 6,
+            "captioner_backend": "blip2",
+            "object_detector": "yolo",
+            "yolo_model": "yolov8n",
+            "moondream_api_key": None,
+        },
+        "synthesis": {
+            "llm_model": "tiiuae/falcon-7b-instruct",
+            "temperature": 0.3,
+            "use_full_features": False,
+        },
+        "output": {"save_intermediate": True},
+        "bins_ratio": [0.5, 0.3, 0.2],
+    }
+    settings, ignored = translate(dcvlr)
+    assert settings["filter"] == {"min_side": 300, "nsfw_threshold": 0.4}
+    assert settings["bin"] == {
+        "text_boxes": 3,
+        "objects": 6,
+        "captioner": "Salesforce/blip2-opt-2.7b",
+        "detector": "yolov8n.pt",
+        "features": "caption-only",
+        "ratios": (0.5, 0.3, 0.2),
+    }
+    assert settings["synth"] == {"model": "tiiuae/falcon-7b-instruct", "temperature": 0.3}
+    assert set(ignored) == {
+        "filtering.watermark_threshold",
+        "binning.object_detector",
+        "binning.moondream_api_key",
+        "output.save_intermediate",
+    }
+    path = tmp_path / "default_config.yaml"
+    path.write_text(yaml.safe_dump(dcvlr))
+    loaded, listed = config.load(path)
+    assert loaded["bin"]["detector"] == "yolov8n.pt" and sorted(listed) == sorted(ignored)
+
+
+def test_config_init_writes_every_default_and_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "vl.yaml"
+    result = runner.invoke(app, ["config", "init", str(path)])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert "# Candidates per image." in text and "num_crops: 15" in text
+    loaded, _ = config.load(path)
+    for section in ("filter", "crop", "bin", "synth"):
+        # every default round-trips into the step's settings
+        assert config.step_objects(section, loaded[section]) == config.step_objects(section, {})
+    assert runner.invoke(app, ["config", "init", str(path)]).exit_code == 2  # no silent overwrite
+
+
+def test_every_step_setting_is_also_a_flag() -> None:
+    """The config keys of a step are its command's flags (a few internal knobs excepted)."""
+    import typer
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    internal = {"backend", "decode_side", "backend_options", "prefetch", "commit_rows", "commit_seconds"}
+    for name, spec in config.sections().items():
+        if name not in commands:
+            continue
+        flags = {p.name for p in commands[name].params}
+        missing = [k for k in spec.valid_keys() if spec.aliases.get(k, k) not in flags and k not in internal]
+        assert not missing, f"vl {name} has no flag for config keys {missing}"

@@ -1,0 +1,182 @@
+"""`vl run [SRC] TABLE`: ingest, then filter -> crop -> bin -> synth -> validate, resuming where it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table as RichTable
+
+from vlcli import config
+from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
+from vlcli.pipeline import PipelineReport, Plan, plan, resolve, run_pipeline
+from vlcli.steps.base import StepReport
+from vlcli.tiny_models import BANNER
+
+MODEL_STEPS = ("filter", "crop", "bin", "synth", "validate")
+
+
+@handles_errors
+def command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="[SRC] TABLE", help="Images to ingest first (optional), and the vl table."),
+    ],
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="A vl.yaml (see `vl config init`) or DCVLR's default_config.yaml."
+        ),
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(help="Steps to run, in pipeline order (default: filter,crop,bin,synth,validate)."),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="default (the seeds' models), fast (small, CPU) or offline (no hub).")
+    ] = None,
+    set_values: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="SECTION.KEY=VALUE", help="Override one setting, e.g. crop.num_crops=8."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Device for every model step (auto, cpu, cuda, cuda:N, mps).")
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="Work on a reproducible random subset of N images.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of --sample.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the settings and print the plan; write nothing.")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run the whole pipeline: ingest SRC (when given), then every step in order.
+
+    Rerun the same command to resume: each step does only its pending rows, and a step whose settings
+    changed recomputes its rows. Settings: defaults < --preset < --config file < flags.
+    """
+    src, table = _paths(paths)
+    file_settings: config.Settings = {}
+    if config_file is not None:
+        file_settings, ignored = config.load(config_file)
+        if ignored:
+            err_console.print(
+                f"[yellow]note:[/] DCVLR config: {len(ignored)} keys have no vl equivalent and are ignored: "
+                + ", ".join(ignored),
+                highlight=False,
+                soft_wrap=True,
+            )
+    flags = _flag_settings(steps, preset, set_values or [], device, sample, seed, file_settings)
+    settings = resolve(file_settings, flags, None)
+    if settings["run"].get("preset") == "offline":
+        err_console.print(f"[yellow]note:[/] {BANNER}", highlight=False, soft_wrap=True)
+    if dry_run:
+        print_plan(plan(table, settings, src))
+        return
+    progress = None if quiet else (lambda: RichProgress())
+    listener = None if quiet else _print_event
+    report = run_pipeline(table, settings, src, progress_factory=progress, listener=listener)
+    print_summary(report)
+
+
+def _paths(paths: list[Path]) -> tuple[Path | None, Path]:
+    if len(paths) == 1:
+        return None, paths[0]
+    if len(paths) == 2:
+        return paths[0], paths[1]
+    raise typer.BadParameter("give TABLE, or SRC TABLE", param_hint="[SRC] TABLE")
+
+
+def _flag_settings(
+    steps: str | None,
+    preset: str | None,
+    assignments: list[str],
+    device: str | None,
+    sample: int | None,
+    seed: int | None,
+    file_settings: config.Settings,
+) -> config.Settings:
+    run: dict[str, Any] = {}
+    if steps is not None:
+        run["steps"] = [s.strip() for s in steps.split(",") if s.strip()]
+    if preset is not None:
+        run["preset"] = preset
+    if sample is not None:
+        run["sample"] = sample
+    if seed is not None:
+        run["seed"] = seed
+    layers: list[config.Settings] = [{"run": run}]
+    if device is not None:
+        sections = config.sections()
+        layers.append(
+            {
+                s: {"device": device}
+                for s in MODEL_STEPS
+                if s in sections and "device" in sections[s].valid_keys()
+            }
+        )
+    layers += [config.parse_assignment(a) for a in assignments]
+    return config.merge(*layers)
+
+
+def _print_event(kind: str, payload: Any) -> None:
+    if kind == "step-start":
+        console.print(f"[bold]== {payload}[/]", highlight=False)
+    elif kind == "step" and isinstance(payload, StepReport):
+        print_report(payload)
+        _print_step_summary(payload)
+    elif kind == "ingest":
+        from vlcli.cli.ingest import print_summary as print_ingest
+
+        print_ingest(payload)
+
+
+def _print_step_summary(report: StepReport) -> None:
+    from vlcli.steps.bin import BinReport
+    from vlcli.steps.filter import FilterReport
+
+    if isinstance(report.summary, FilterReport):
+        from vlcli.cli.filter import print_filter_report
+
+        print_filter_report(report.summary)
+    elif isinstance(report.summary, BinReport):
+        from vlcli.cli.bin import print_bin_report
+
+        print_bin_report(report.summary)
+
+
+def print_plan(p: Plan) -> None:
+    """The dry run: source, steps with pending rows and models, nothing written."""
+    console.print(f"[bold]plan[/] for {p.table} (preset {p.preset}); nothing was written", highlight=False)
+    if p.source is not None:
+        items = "unknown number of" if p.source_items is None else f"{p.source_items:,}"
+        console.print(f"  ingest: {items} items from {p.source}", highlight=False)
+    if p.sample is not None:
+        console.print(f"  sample: {p.sample:,} images (seed {p.seed})", highlight=False)
+    out = RichTable("step", "pending rows", "models to load", box=None, header_style="dim")
+    for s in p.steps:
+        pending = "after earlier steps" if s.pending is None else f"{s.pending:,}"
+        out.add_row(s.name, pending, ", ".join(s.models) or "-")
+    console.print(out)
+
+
+def print_summary(report: PipelineReport) -> None:
+    """Rows in, kept, bins, Q/A, time per step."""
+    s = report.summary
+    console.print(f"\n[bold]run done[/] in {report.seconds:.1f}s", highlight=False)
+    lines = [f"rows: {s.get('rows', 0):,} ({s.get('ingested', 0):,} images)"]
+    if "kept" in s:
+        lines.append(f"kept by the filter: {s['kept']:,}")
+    if s.get("bins"):
+        lines.append("bins: " + ", ".join(f"{b} {n:,}" for b, n in s["bins"].items()))
+    if "qa_generated" in s:
+        lines.append(f"Q/A generated: {s['qa_generated']:,}")
+    if "qa_valid" in s:
+        lines.append(f"Q/A valid: {s['qa_valid']:,}")
+    lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.get("seconds", {}).items()))
+    for line in lines:
+        console.print(f"  {line}", highlight=False)

@@ -1,0 +1,369 @@
+"""`vl run` as a library: ingest, then every step in order, each resuming where it stopped.
+
+Settings come in layers (default < preset < config file < flags, see `vlcli.config`). A step whose
+recorded settings changed since its last run recomputes its rows (`RunOptions.redo_if_changed`);
+thresholds of the global parts (filter rules, bin ratios, validation rules) are recomputed from the
+stored columns on every run, so changing them costs no model time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vlcli import config
+from vlcli.config import DEFAULT_STEPS, Settings
+from vlcli.errors import QueryError, UsageError
+from vlcli.ingest import IngestReport, ingest
+from vlcli.presets import preset
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
+from vlcli.storage import Table
+
+ProgressFactory = Callable[[], Progress]
+Listener = Callable[[str, Any], None]  # ("ingest" | "step-start" | "step" , payload)
+
+# The step commands' defaults, so `vl run` batches like `vl <step>` does.
+DEFAULT_BATCH = {"filter": 32, "crop": 8, "bin": 16, "synth": 64, "validate": 64}
+DEFAULT_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class StepBuilder:
+    """How `vl run` makes one step from its config section, and names the models it will load."""
+
+    build: Callable[[dict[str, Any]], Step]
+    models: Callable[[dict[str, Any]], list[str]]
+    check: Callable[[Table, Step], None] | None = None  # before running: are its inputs there?
+
+
+def _filter(values: dict[str, Any]) -> Step:
+    from vlcli.steps.filter import FilterRules, FilterStep, ScoreSettings
+
+    objs = config.step_objects("filter", values)
+    return FilterStep(objs[ScoreSettings], objs[FilterRules])
+
+
+def _crop(values: dict[str, Any]) -> Step:
+    from vlcli.steps.crop import CropSettings, CropStep
+
+    return CropStep(config.step_objects("crop", values)[CropSettings])
+
+
+def _bin(values: dict[str, Any]) -> Step:
+    from vlcli.binning import BinRules
+    from vlcli.steps.bin import BinSettings, BinStep
+
+    objs = config.step_objects("bin", values)
+    return BinStep(objs[BinSettings], objs[BinRules])
+
+
+def _filter_models(values: dict[str, Any]) -> list[str]:
+    s = {**config.defaults("filter"), **values}
+    if s["nsfw"] == "none":
+        return []
+    return [f"nsfw: {s['nsfw']}" + (f" ({s['nsfw_model']})" if s.get("nsfw_model") else "")]
+
+
+def _crop_models(values: dict[str, Any]) -> list[str]:
+    return [f"embedder: {({**config.defaults('crop'), **values})['model']}"]
+
+
+def _bin_models(values: dict[str, Any]) -> list[str]:
+    s = {**config.defaults("bin"), **values}
+    roles: tuple[str, ...] = ("ocr", "detector", "captioner", "clip")
+    if s["features"] == "caption-only":
+        roles = ("captioner", "clip")
+    return [f"{role}: {s[role]}" for role in roles if s[role] != "none"]
+
+
+def _synth(values: dict[str, Any]) -> Step:
+    from vlcli.steps.synth import SynthSettings, synth_step
+
+    return synth_step(config.step_objects("synth", values)[SynthSettings])
+
+
+def _synth_models(values: dict[str, Any]) -> list[str]:
+    s = {**config.defaults("synth"), **values}
+    models = [f"generator: {s['backend']}:{s['model']}"]
+    if s.get("describe"):
+        models.append(f"describer: {s['backend']}:{s.get('describe_model') or s['model']}")
+    return models
+
+
+def _synth_check(table: Table, step: Step) -> None:
+    from vlcli.steps.synth import check_rows
+
+    check_rows(table, step.settings)  # type: ignore[attr-defined]
+
+
+def _validate(values: dict[str, Any]) -> Step:
+    from vlcli.model_checks import CheckSettings
+    from vlcli.steps.validate import make_step
+    from vlcli.validation import ValidationRules
+
+    objs = config.step_objects("validate", values)
+    return make_step(objs[ValidationRules], objs[CheckSettings])
+
+
+def _validate_models(values: dict[str, Any]) -> list[str]:
+    s = {**config.defaults("validate"), **values}
+    model = f"{s['backend']}:{s['model']}"
+    return [f"{role}: {model}" for role in ("judge", "visual_dependency") if s.get(role)]
+
+
+def _validate_check(table: Table, step: Step) -> None:
+    from vlcli.steps.validate import ValidateStep
+
+    missing = [c for c in ("synth_status", "synth_qa") if c not in table.schema.names]
+    if missing:
+        raise UsageError(f"the table has no {' or '.join(missing)}: add synth to --steps before validate")
+    assert isinstance(step, ValidateStep)
+    step.invalidate_stale(table)  # rows whose Q/A changed since their model checks are redone
+
+
+BUILDERS: dict[str, StepBuilder] = {
+    "filter": StepBuilder(_filter, _filter_models),
+    "crop": StepBuilder(_crop, _crop_models),
+    "bin": StepBuilder(_bin, _bin_models),
+    "synth": StepBuilder(_synth, _synth_models, _synth_check),
+    "validate": StepBuilder(_validate, _validate_models, _validate_check),
+}
+
+
+@dataclass
+class PlannedStep:
+    """One step of a plan: rows it would work on now, and the models it would load."""
+
+    name: str
+    pending: int | None  # None: depends on steps before it
+    models: list[str]
+
+
+@dataclass
+class Plan:
+    """What `vl run` will do, worked out without writing anything."""
+
+    table: str
+    source: str | None
+    source_items: int | None
+    preset: str
+    steps: list[PlannedStep]
+    settings: Settings
+    sample: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class PipelineReport:
+    """What a `vl run` did: ingest, each step's report, the summary stored on the table."""
+
+    ingest: IngestReport | None
+    steps: list[StepReport] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve(
+    file_settings: Settings | None, flag_settings: Settings | None, models_folder: Any = None
+) -> Settings:
+    """default < preset < file < flags; the preset named by the flags, else by the file, else default."""
+    file_settings, flag_settings = file_settings or {}, flag_settings or {}
+    name = (
+        flag_settings.get("run", {}).get("preset") or file_settings.get("run", {}).get("preset") or "default"
+    )
+    merged = config.merge(preset(str(name), models_folder), file_settings, flag_settings)
+    merged.setdefault("run", {})["preset"] = name
+    return config.check(merged)
+
+
+def step_names(settings: Settings) -> list[str]:
+    """The steps to run, in pipeline order, checked against the steps `vl` knows."""
+    steps = settings.get("run", {}).get("steps") or [s for s in DEFAULT_STEPS if s in BUILDERS]
+    if isinstance(steps, str):
+        steps = [s.strip() for s in steps.split(",") if s.strip()]
+    names = list(steps)
+    unknown = [s for s in names if s not in BUILDERS]
+    if unknown:
+        raise UsageError(
+            f"unknown step {unknown[0]!r} in --steps (available, in order: {', '.join(BUILDERS)})"
+        )
+    order = list(BUILDERS)
+    return sorted(dict.fromkeys(names), key=order.index)
+
+
+def build(name: str, settings: Settings) -> Step:
+    """The step object for `name` from its section (no model is loaded until it runs)."""
+    return BUILDERS[name].build(dict(settings.get(name, {})))
+
+
+def options(name: str, settings: Settings, where: str | None = None) -> RunOptions:
+    """Runner options of a step: its section's runner keys over the step command's defaults."""
+    batch = DEFAULT_BATCH.get(name, 32)
+    if name == "synth":
+        from vlcli.steps.synth import default_batch_size
+
+        batch = default_batch_size(int(settings.get("synth", {}).get("concurrency", 16)))
+    values = {"batch_size": batch, "workers": DEFAULT_WORKERS, **settings.get(name, {})}
+    return config.run_options(values, where=where, redo_if_changed=True)
+
+
+def sample_filter(table: Table, n: int | None, seed: int) -> str | None:
+    """A predicate selecting a reproducible random subset of `n` ingested rows (None: every row)."""
+    if n is None:
+        return None
+    ids = [i for b in table.scan(["id"], "ingest_status = 'ok'") for i in b.column("id").to_pylist()]
+    chosen = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())[:n]
+    if not chosen:
+        return "false"
+    return "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in chosen) + ")"
+
+
+def plan(
+    table: str | os.PathLike[str], settings: Settings, src: str | os.PathLike[str] | None = None
+) -> Plan:
+    """What a run would do now: pending rows per step and models to load; writes nothing."""
+    run = settings.get("run", {})
+    names = step_names(settings)
+    for name in names:
+        build(name, settings)  # validates the settings (e.g. a bad threshold) before anything runs
+    source_items = None
+    if src is not None:
+        from vlcli.sources import open_source
+
+        ingest_values = settings.get("ingest", {})
+        source = open_source(
+            src,
+            dataset=ingest_values.get("dataset"),
+            split=ingest_values.get("split", "train"),
+            image_column=ingest_values.get("image_column"),
+            keep_columns=tuple(ingest_values.get("keep_columns") or ()),
+        )
+        source_items = source.total
+    path = Path(table)
+    if src is None and not path.exists():
+        raise UsageError(f"{path}: no such table (give a SRC to ingest first: vl run SRC {path})")
+    handle = Table.open(path) if path.exists() else None
+    steps = []
+    for i, name in enumerate(names):
+        pending = None
+        if handle is not None and (i == 0 or src is None):
+            pending = _pending(handle, build(name, settings), settings)
+        steps.append(PlannedStep(name, pending, BUILDERS[name].models(dict(settings.get(name, {})))))
+    return Plan(
+        table=str(path),
+        source=None if src is None else str(src),
+        source_items=source_items,
+        preset=str(run.get("preset", "default")),
+        steps=steps,
+        settings=settings,
+        sample=run.get("sample"),
+        seed=int(run.get("seed") or 0),
+    )
+
+
+def _pending(table: Table, step: Step, settings: Settings) -> int | None:
+    """Rows the step would take now; None when that depends on columns earlier steps have not written."""
+    names = table.schema.names
+    where = step.pending_filter(False, names) if step.status in names else step.requires
+    run = settings.get("run", {})
+    sample = sample_filter(table, run.get("sample"), int(run.get("seed") or 0))
+    if sample is not None:
+        where = sample if where is None else f"({where}) AND ({sample})"
+    try:
+        return table.count(where)
+    except QueryError:
+        return None
+
+
+def run_pipeline(
+    table: str | os.PathLike[str],
+    settings: Settings,
+    src: str | os.PathLike[str] | None = None,
+    progress_factory: ProgressFactory | None = None,
+    listener: Listener | None = None,
+) -> PipelineReport:
+    """Ingest `src` (when given), then run every configured step in order; rerun to resume."""
+    started = time.perf_counter()
+    notify = listener or (lambda kind, payload: None)
+    run = settings.get("run", {})
+    names = step_names(settings)
+    if src is None and not Path(table).exists():
+        raise UsageError(f"{table}: no such table (give a SRC to ingest first: vl run SRC {table})")
+    steps = [build(name, settings) for name in names]  # fail on bad settings before any work
+    ingested = None
+    if src is not None:
+        opts = config.ingest_options(settings.get("ingest", {}))
+        ingested = ingest(src, table, opts, progress=_progress(progress_factory))
+        notify("ingest", ingested)
+    handle = Table.open(Path(table))
+    where = sample_filter(handle, run.get("sample"), int(run.get("seed") or 0))
+    report = PipelineReport(ingest=ingested)
+    for name, step in zip(names, steps):
+        notify("step-start", name)
+        check = BUILDERS[name].check
+        if check is not None:
+            check(handle, step)
+        step_report = run_step(handle, step, options(name, settings, where), _progress(progress_factory))
+        report.steps.append(step_report)
+        notify("step", step_report)
+    report.seconds = time.perf_counter() - started
+    report.summary = summarize(handle, report, settings)
+    handle.set_metadata("run", report.summary)
+    return report
+
+
+def summarize(table: Table, report: PipelineReport, settings: Settings) -> dict[str, Any]:
+    """Rows in, kept, per-bin counts, Q/A generated and valid, seconds per step (stored on the table)."""
+    table.refresh()
+    names = set(table.schema.names)
+    lazy = table.lazy()
+    import polars as pl
+
+    exprs = [pl.len().alias("rows"), (pl.col("ingest_status") == "ok").sum().alias("ingested")]
+    if "filter_keep" in names:
+        exprs.append(pl.col("filter_keep").fill_null(False).sum().alias("kept"))
+    if "synth_qa" in names:
+        exprs.append(pl.col("synth_qa").list.len().fill_null(0).sum().alias("qa_generated"))
+    if "valid_count" in names:
+        exprs.append(pl.col("valid_count").fill_null(0).sum().alias("qa_valid"))
+    counts = {k: int(v) for k, v in lazy.select(exprs).collect().row(0, named=True).items()}
+    bins: dict[str, int] = {}
+    if {"bin", "bin_selected"} <= names:
+        grouped = (
+            lazy.filter(pl.col("bin_selected").fill_null(False))
+            .group_by("bin")
+            .agg(pl.len().alias("n"))
+            .collect()
+        )
+        bins = {str(b): int(n) for b, n in grouped.iter_rows() if b is not None}
+    return {
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "preset": settings.get("run", {}).get("preset", "default"),
+        "steps": [r.step for r in report.steps],
+        **counts,
+        "bins": dict(sorted(bins.items())),
+        "seconds": {
+            **({"ingest": round(report.ingest.seconds, 2)} if report.ingest else {}),
+            **{r.step: round(r.seconds, 2) for r in report.steps},
+        },
+        "step_reports": [
+            {"step": r.step, "done": r.done, "skipped": r.skipped, "errors": r.errors} for r in report.steps
+        ],
+        "sample": settings.get("run", {}).get("sample"),
+        "total_seconds": round(report.seconds, 2),
+    }
+
+
+def _progress(factory: ProgressFactory | None) -> Progress | None:
+    return factory() if factory is not None else None
+
+
+def plan_dict(p: Plan) -> dict[str, Any]:
+    """A plan as a JSON-ready dict (for --json output and tests)."""
+    return asdict(p)
