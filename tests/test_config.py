@@ -134,3 +134,10 @@ def test_every_step_setting_is_also_a_flag() -> None:
         flags = {p.name for p in commands[name].params}
         missing = [k for k in spec.valid_keys() if spec.aliases.get(k, k) not in flags and k not in internal]
         assert not missing, f"vl {name} has no flag for config keys {missing}"
+
+
+def test_config_reference_is_current() -> None:
+    from vlcli.cli.config import config_reference
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "config.md"
+    assert docs.read_text() == config_reference(), "run: python -m vlcli.cli.config > docs/config.md"

@@ -184,7 +184,9 @@ def resolve(
 
 def step_names(settings: Settings) -> list[str]:
     """The steps to run, in pipeline order, checked against the steps `vl` knows."""
-    steps = settings.get("run", {}).get("steps") or [s for s in DEFAULT_STEPS if s in BUILDERS]
+    steps = settings.get("run", {}).get("steps")
+    if steps is None:
+        steps = list(DEFAULT_STEPS)
     if isinstance(steps, str):
         steps = [s.strip() for s in steps.split(",") if s.strip()]
     names = list(steps)

@@ -68,7 +68,8 @@ def table_status(table: Table) -> TableStatus:
     """Count every step's outcomes, reading only the status columns (never image bytes)."""
     meta = table.metadata()
     steps = step_names(table.schema)
-    counts = _status_counts(table, steps) if steps else {}
+    synth_all = bool(((meta.get("provenance.synth") or {}).get("params") or {}).get("all_rows"))
+    counts = _status_counts(table, steps, synth_all) if steps else {}
     last_ingest = meta.get("ingest.last")
     # ingest records its run under `ingest.last`; model steps under `provenance.<step>`
     provenance = {name: meta.get(f"provenance.{name}") for name in steps}
@@ -111,7 +112,7 @@ _Counts = dict[tuple[str | None, bool], int]
 _BEFORE_FILTER = ("ingest", "filter")
 
 
-def _status_counts(table: Table, steps: list[str]) -> dict[str, _Counts]:
+def _status_counts(table: Table, steps: list[str], synth_all: bool = False) -> dict[str, _Counts]:
     """One group-by per status column, all from a single lazy scan of the status columns."""
     lf = table.lazy()
     names = table.schema.names
@@ -119,13 +120,19 @@ def _status_counts(table: Table, steps: list[str]) -> dict[str, _Counts]:
         (pl.col(INGEST_STATUS.name) == "ok").fill_null(False) if INGEST_STATUS.name in names else pl.lit(True)
     )
     kept = pl.col("filter_keep").fill_null(True) if "filter_keep" in names else pl.lit(True)
+    # `vl synth` takes only the rows the bin step selected, unless it last ran with --all
+    selected = (
+        pl.col("bin_selected").fill_null(False) if "bin_selected" in names and not synth_all else pl.lit(True)
+    )
+
+    def can_take(step: str) -> pl.Expr:
+        if step in _BEFORE_FILTER:
+            return ingest_ok
+        return ingest_ok & kept & selected if step == "synth" else ingest_ok & kept
+
     counts = pl.len().alias("n")
     queries = [
-        lf.group_by(
-            pl.col(f"{s}_status").alias("status"),
-            (ingest_ok if s in _BEFORE_FILTER else ingest_ok & kept).alias("ok"),
-        ).agg(counts)
-        for s in steps
+        lf.group_by(pl.col(f"{s}_status").alias("status"), can_take(s).alias("ok")).agg(counts) for s in steps
     ]
     frames = pl.collect_all(queries)
     return {

@@ -39,7 +39,12 @@ def render_reference() -> str:
         "```",
     ]
     for name, command in sorted(commands().items()):
+        if getattr(command, "hidden", False):
+            continue  # aliases such as `vl synthesize`
         parts += ["", f"## vl {name}", "", "```", _plain_help(command, f"vl {name}"), "```"]
+        for sub, subcommand in sorted(getattr(command, "commands", {}).items()):
+            full = f"vl {name} {sub}"
+            parts += ["", f"## {full}", "", "```", _plain_help(subcommand, full), "```"]
     return "\n".join(parts) + "\n"
 
 

@@ -62,7 +62,8 @@ def render(status: TableStatus) -> None:
         console.print(f"filter decisions: {verdicts}", highlight=False)
     if any(s.blocked for s in status.steps):
         console.print(
-            "blocked: not done and never will be, because the row's ingest failed or the filter rejected it",
+            "blocked: not done and never will be, because the row's ingest failed, the filter rejected it "
+            "or (synth) the bin step did not select it",
             style="dim",
         )
     if status.tags:
