@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fake_steps import DigestStep
 from typer.testing import CliRunner
 
 from vlcli import demo as demo_module
@@ -102,12 +101,13 @@ def test_too_few_images_names_the_option(tmp_path: Path) -> None:
 
 
 def test_runs_every_listed_step_with_a_progress_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo_module, "DEMO_STEPS", (lambda models: DigestStep(),))
+    monkeypatch.setattr(demo_module, "DEMO_STEPS", ("filter",))
     log: list[str] = []
     result = run_demo(tmp_path, n=6, progress_factory=lambda: CountingProgress(log))
-    assert [r.step for r in result.steps] == ["digest"]
+    assert [r.step for r in result.steps] == ["filter"]
     assert result.steps[0].done == Table.open(result.table).count("ingest_status = 'ok'")
-    assert log == ["start ingest", "finish", "start digest", "finish"]
+    assert log == ["start ingest", "finish", "start filter", "finish"]
+    assert result.review is not None and result.review.name == "review.html" and result.review.exists()
 
 
 def test_cli_runs_and_ends_with_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,6 +128,11 @@ def test_cli_runs_and_ends_with_status(tmp_path: Path, monkeypatch: pytest.Monke
     assert table.count("crop_status = 'ok'") == kept  # no model time on rejected rows
     assert table.count("bin IS NOT NULL") == sum(int(kept * r) for r in (0.4, 0.4, 0.2))  # the seed's quotas
     assert table.count("bin_status = 'ok'") == kept and "bins (rank rule" in text
+    selected = table.count("bin_selected = true")
+    assert table.count("synth_status = 'ok'") == selected > 0  # the stub LLM answered every binned row
+    assert table.count("validate_status = 'ok'") == selected  # every row with Q/A was validated
+    assert "Q/A" in text and text.rstrip().endswith(f"review page: {out / 'review.html'}")
+    assert (out / "review.html").stat().st_size > 0
 
 
 def test_cli_quiet_prints_only_status(tmp_path: Path) -> None:

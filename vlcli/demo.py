@@ -1,4 +1,4 @@
-"""`vl demo` as a library: generate a sample folder, ingest it, run every step the demo knows."""
+"""`vl demo` as a library: generate a sample folder, ingest it, run the whole pipeline, write the review page."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from vlcli.config import Settings
 from vlcli.errors import UsageError
 from vlcli.ingest import IngestReport, ingest
+from vlcli.pipeline import resolve, run_pipeline
+from vlcli.review import write_review
 from vlcli.samples import MIN_IMAGES, SampleSet, write_samples
-from vlcli.steps.base import Progress, Step, StepReport, run_step
-from vlcli.steps.bin import BinReport, BinSettings, BinStep
-from vlcli.steps.crop import CropSettings, CropStep
-from vlcli.steps.filter import FilterReport, FilterStep
+from vlcli.steps.base import Progress, StepReport
+from vlcli.steps.bin import BinReport
+from vlcli.steps.filter import FilterReport
 from vlcli.storage import Table
-from vlcli.tiny_models import tiny_blip, tiny_clip, tiny_dinov2
 
 DEFAULT_DIRECTORY = "vl-demo"
 DEFAULT_IMAGES = 48
@@ -27,42 +29,21 @@ EXPORT_NAME = "demo-export"  # where the printed `vl export` hint writes; --over
 
 ProgressFactory = Callable[[], Progress]
 MODELS_NAME = "models"  # DIR/models: the tiny offline stand-ins, built once
+REVIEW_NAME = "review.html"
+
+# Every step, in pipeline order: the filter runs first (nudenet's real model ships in its wheel), so no
+# model time goes on rejects; OCR in the bin step uses the real models shipped in the rapidocr wheel.
+DEMO_STEPS: tuple[str, ...] = ("filter", "crop", "bin", "synth", "validate")
 
 
-@dataclass(frozen=True)
-class DemoModels:
-    """Which models the demo's steps load: tiny offline stand-ins, or the real defaults."""
-
-    real: bool
-    folder: Path
-
-    def crop(self) -> CropSettings:
-        """Crop settings: the real default model, or a tiny random DINOv2 built offline."""
-        if self.real:
-            return CropSettings()
-        # The samples are ~640 px: a 512 short side keeps the demo quick on a laptop CPU.
-        return CropSettings(model=tiny_dinov2(self.folder / "tiny-dinov2"), resize_to=512)
-
-    # Every step that exists, in pipeline order; adding one is one line.
-    def bin(self) -> BinSettings:
-        """Bin settings: the real defaults, or the shipped OCR models plus random/tiny stand-ins."""
-        if self.real:
-            return BinSettings()
-        return BinSettings(
-            detector="yolov8n.yaml",  # ultralytics builds it with random weights, no download
-            captioner=tiny_blip(self.folder / "tiny-blip"),
-            clip=tiny_clip(self.folder / "tiny-clip"),
-            decode_side=640,
-        )
-
-
-# The filter runs first (nudenet's real model ships in its wheel), so no model time goes on rejects;
-# OCR in the bin step uses the real models shipped in the rapidocr wheel.
-DEMO_STEPS: tuple[Callable[[DemoModels], Step], ...] = (
-    lambda models: FilterStep(),
-    lambda models: CropStep(models.crop()),
-    lambda models: BinStep(models.bin()),
-)
+def demo_settings(folder: Path, real_models: bool) -> Settings:
+    """`vl run` settings of the demo: the offline preset (or the real vision models), the stub LLM."""
+    layer: Settings = {
+        "run": {"preset": "default" if real_models else "offline", "steps": list(DEMO_STEPS)},
+        # No LLM server is assumed: the in-process stand-in writes the Q/A (not meaningful).
+        "synth": {"backend": "stub", "model": "stub"},
+    }
+    return resolve(layer, None, folder)
 
 
 @dataclass
@@ -77,6 +58,8 @@ class DemoResult:
     steps: list[StepReport] = field(default_factory=list)
     decisions: FilterReport | None = None
     bins: BinReport | None = None
+    run: dict[str, Any] = field(default_factory=dict)  # the summary `vl run` stored on the table
+    review: Path | None = None  # DIR/review.html
     seconds: float = 0.0
 
 
@@ -97,7 +80,13 @@ def _prepare_directory(directory: Path, overwrite: bool) -> None:
         )
     # Remove only what the demo itself writes: --overwrite on a folder with other files must not delete them.
     images, table = demo_paths(directory)
-    for path in (images.parent, table, directory / EXPORT_NAME, directory / MODELS_NAME):
+    for path in (
+        images.parent,
+        table,
+        directory / EXPORT_NAME,
+        directory / MODELS_NAME,
+        directory / REVIEW_NAME,
+    ):
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -127,11 +116,11 @@ def run_demo(
     # Only the generated folder: other data/<name>/ folders in DIR are not the demo's. Its files sit
     # under data/demo/train/, so ingest names their dataset "demo".
     report = ingest(images, table_path, progress=_progress(progress_factory))
-    table = Table.open(table_path)
-    models = DemoModels(real=real_models, folder=root / MODELS_NAME)
-    steps = [run_step(table, make(models), None, _progress(progress_factory)) for make in DEMO_STEPS]
-    decisions = next((r.summary for r in steps if isinstance(r.summary, FilterReport)), None)
-    bins = next((r.summary for r in steps if isinstance(r.summary, BinReport)), None)
+    pipeline = run_pipeline(
+        table_path, demo_settings(root / MODELS_NAME, real_models), progress_factory=progress_factory
+    )
+    steps = pipeline.steps
+    review = Path(write_review(Table.open(table_path), root / REVIEW_NAME).path) if steps else None
     return DemoResult(
         directory=root,
         images=images,
@@ -139,8 +128,10 @@ def run_demo(
         samples=samples,
         ingest=report,
         steps=steps,
-        decisions=decisions,
-        bins=bins,
+        decisions=next((r.summary for r in steps if isinstance(r.summary, FilterReport)), None),
+        bins=next((r.summary for r in steps if isinstance(r.summary, BinReport)), None),
+        run=pipeline.summary,
+        review=review,
         seconds=time.perf_counter() - started,
     )
 

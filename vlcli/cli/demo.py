@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.bin import print_bin_report
 from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
-from vlcli.cli.filter import print_filter_report
 from vlcli.cli.ingest import print_summary
+from vlcli.cli.run import print_step_summary
 from vlcli.cli.status import human_bytes, render
 from vlcli.demo import DEFAULT_DIRECTORY, DEFAULT_IMAGES, EXPORT_NAME, DemoResult, run_demo
 from vlcli.samples import MIN_IMAGES
@@ -61,14 +60,13 @@ def command(
         print_summary(result.ingest)
         for report in result.steps:
             print_report(report)
-        if result.decisions is not None:
-            print_filter_report(result.decisions)
-        if result.bins is not None:
-            print_bin_report(result.bins)
+            print_step_summary(report)
         console.print()
     render(table_status(Table.open(result.table)))
     if not quiet:
         _print_next(result)
+    if result.review is not None:
+        console.print(f"review page: {result.review}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_written(result: DemoResult) -> None:
@@ -88,8 +86,10 @@ def _print_next(result: DemoResult) -> None:
         f"vl status {table}",
         f'vl query {table} "SELECT format, count(*) AS n FROM images GROUP BY format"',
         f"vl query {table} \"SELECT source, ingest_status FROM images WHERE ingest_status <> 'ok'\"",
+        f'vl query {table} "SELECT bin, count(*) AS n FROM images WHERE bin_selected GROUP BY bin"',
+        f"vl export {table} --jsonl {export}/qa.jsonl --all-items",
         f"vl export {table} --parquet {export}",
-        "vl ingest path/to/your/images my.lance",
+        "vl run path/to/your/images my.lance --preset fast   # real models, small enough for a CPU",
     ]
     console.print(f"\ndone in {result.seconds:.1f}s; try next:", highlight=False)
     for line in lines:

@@ -128,16 +128,18 @@ def _print_event(kind: str, payload: Any) -> None:
         console.print(f"[bold]== {payload}[/]", highlight=False)
     elif kind == "step" and isinstance(payload, StepReport):
         print_report(payload)
-        _print_step_summary(payload)
+        print_step_summary(payload)
     elif kind == "ingest":
         from vlcli.cli.ingest import print_summary as print_ingest
 
         print_ingest(payload)
 
 
-def _print_step_summary(report: StepReport) -> None:
+def print_step_summary(report: StepReport) -> None:
+    """The global part's report of a step (filter decisions, bins, validation verdicts), if it has one."""
     from vlcli.steps.bin import BinReport
     from vlcli.steps.filter import FilterReport
+    from vlcli.steps.validate import ValidateReport
 
     if isinstance(report.summary, FilterReport):
         from vlcli.cli.filter import print_filter_report
@@ -147,6 +149,10 @@ def _print_step_summary(report: StepReport) -> None:
         from vlcli.cli.bin import print_bin_report
 
         print_bin_report(report.summary)
+    elif isinstance(report.summary, ValidateReport):
+        from vlcli.cli.validate import print_validate_report
+
+        print_validate_report(report.summary)
 
 
 def print_plan(p: Plan) -> None:
