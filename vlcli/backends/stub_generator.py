@@ -76,7 +76,7 @@ def evidence_words(request: GenerationRequest) -> list[str]:
     text = "\n".join(message_text(m) for m in request.messages)
     skip = _template_words() | STOPWORDS
     seen: dict[str, None] = {}
-    for word in re.findall(r"[A-Za-z][A-Za-z'-]{2,}", text):
+    for word in re.findall(r"[A-Za-z]{3,}", text):
         if word.lower() not in skip:
             seen.setdefault(word.lower(), None)
     return list(seen) or list(FALLBACK)
