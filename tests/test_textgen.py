@@ -483,3 +483,18 @@ def test_vllm_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail
     with pytest.raises(MissingDependencyError, match=r"vlcli\[vllm\]"):
         create("generator", "vllm", model="m")
+
+
+def test_probe_fails_fast_with_what_to_do_when_no_server_answers() -> None:
+    import socket
+
+    from vlcli.errors import ModelLoadError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    gen = create("generator", "openai", model="m", base_url=f"http://127.0.0.1:{port}/v1")
+    with pytest.raises(ModelLoadError, match=r"no OpenAI-compatible server answers.*--base-url"):
+        gen.probe(timeout=2)
+    with StubServer() as server:  # any answer counts, even without a key
+        create("generator", "openai", model="m", base_url=server.base_url).probe()

@@ -230,7 +230,7 @@ def scripted_reply(request: GenerationRequest) -> GenerationResult:
 class ScriptedGenerator:
     """A deterministic TextGenerator for tests."""
 
-    name = "scripted"
+    name = "scripted-checks"
 
     def __init__(self, model: str = "script-1", supports_images: bool = True) -> None:
         self.model = model
@@ -241,15 +241,15 @@ class ScriptedGenerator:
         return [scripted_reply(r) for r in requests]
 
     def provenance(self) -> dict[str, Any]:
-        return {"backend": "scripted", "model": self.model}
+        return {"backend": "scripted-checks", "model": self.model}
 
     def close(self) -> None:
         pass
 
 
-register("generator", "scripted")(ScriptedGenerator)
-JUDGE = CheckSettings(judge=True, backend="scripted", model="script-1")
-VISUAL = CheckSettings(visual_dependency=True, backend="scripted", model="script-1")
+register("generator", "scripted-checks")(ScriptedGenerator)
+JUDGE = CheckSettings(judge=True, backend="scripted-checks", model="script-1")
+VISUAL = CheckSettings(visual_dependency=True, backend="scripted-checks", model="script-1")
 
 
 @pytest.fixture(autouse=True)
@@ -410,7 +410,7 @@ def test_cli_runs_and_prints_counts(qa_table: tuple[Table, list[str]]) -> None:
         (["--min-steps", "-1"], "--min-steps"),
         (["--judge-threshold", "9"], "--judge-threshold"),
         (["--rotations", "5"], "--rotations"),
-        (["--judge", "--model", "m", "--backend", "scripted", "--base-url", "http://x"], "--base-url"),
+        (["--judge", "--model", "m", "--backend", "scripted-checks", "--base-url", "http://x"], "--base-url"),
         (["--judge"], "--model"),
     ],
 )

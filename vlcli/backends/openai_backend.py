@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from vlcli.backends.textgen import GenerationRequest, GenerationResult
-from vlcli.errors import UsageError
+from vlcli.errors import ModelLoadError, UsageError
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -153,6 +153,18 @@ class OpenAICompatibleGenerator:
         if not requests:
             return []
         return self._running_loop().run(self._generate_all(requests))
+
+    def probe(self, timeout: float = 10.0) -> None:
+        """Fail at once, with what to do, when nothing answers at base_url (instead of every row
+        failing after its retries). Any HTTP answer, even 401 or 404, counts as reachable."""
+        try:
+            headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+            httpx.get(f"{self.base_url}/models", headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise ModelLoadError(
+                f"no OpenAI-compatible server answers at {public_url(self.base_url)} "
+                f"({type(exc).__name__}): start one (e.g. `vllm serve {self.model}`) or pass --base-url"
+            ) from None
 
     def provenance(self) -> dict[str, Any]:
         """Backend, model, server (without credentials) and request settings; never the key."""

@@ -169,6 +169,9 @@ class SynthStep(Step):
         """Build the generator(s) once; check they can see images where images are to be sent."""
         s = self.settings
         self.generator = self._build(s.model)
+        probe = getattr(self.generator, "probe", None)
+        if probe is not None:
+            probe()  # an unreachable server fails the command, not every row after its retries
         if s.send_image and not self.generator.supports_images:
             raise UsageError(f"--send-image: the {s.backend} backend with {s.model} cannot take images")
         if s.describe:

@@ -90,6 +90,9 @@ class ValidateStep(Step):
         if not self.checks.enabled:
             return
         self.generator = create("generator", self.checks.backend, **self.checks.generator_options())
+        probe = getattr(self.generator, "probe", None)
+        if probe is not None:
+            probe()  # an unreachable server fails the command, not every row after its retries
         if self.checks.visual_dependency and not getattr(self.generator, "supports_images", False):
             raise UsageError(
                 f"--visual-dependency needs a backend that sees images; {self.checks.backend!r} with "
