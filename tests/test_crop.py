@@ -225,3 +225,17 @@ def test_reused_buffers_give_the_same_results_batch_after_batch(tmp_path: Path, 
     assert again == first[:2]
     assert step._buffers  # kept for the next batch, but never shipped to pool workers
     assert step.__getstate__()["_buffers"] == {}
+
+
+def test_portrait_candidates_share_their_first_pass_bit_for_bit(tmp_path: Path, tiny_dinov2: str) -> None:
+    step = CropStep(CropSettings(model=tiny_dinov2, resize_to=R, num_crops=4, device="cpu"))
+    step.setup()
+    for size in ((64, 112), (112, 64)):  # portrait: shared first pass; landscape: cut first
+        p = step.prepare({"image": scene(30, size), "width": None, "height": None})
+        full = torch.from_numpy(p.pixels)
+        shared, candidates = step._views(full, p)
+        direct = [full[y0:y1, x0:x1] for x0, y0, x1, y1 in p.boxes]
+        for got, want in zip(candidates, direct):
+            a = step.embedder.resize(got.permute(2, 0, 1)[None].contiguous(), (56, 56))
+            b = step.embedder.resize(want.permute(2, 0, 1)[None].contiguous(), (56, 56))
+            assert torch.equal(a, b)

@@ -168,21 +168,18 @@ class CropStep(Step):
     def _views(self, full: Any, p: _Prepared) -> tuple[Any, list[Any]]:
         """HWC views of the whole image and of its candidates, each to be resized to the model's input.
 
-        When every candidate spans the image's full height (the seed's crops of a landscape image) or
-        full width, that axis is resized to the input size once, for the whole image, and the views are
-        cut from the result: the resize is separable, so each view gets the same filter as when cut
-        first, for ~1/4 of the work and of the bytes copied. Only the rounding between the two passes
-        can differ, by at most one level, from the other order."""
+        The resize is separable and runs its horizontal pass first (as PIL's does), rounding between
+        passes. When every candidate spans the image's full width (the seed's crops of a portrait
+        image), that first pass is the same for all of them: it runs once, on the whole image, and the
+        candidates are cut from its result, bit for bit what cutting first gives, at ~1/4 of the work.
+        Landscape candidates differ in their first pass, so they are cut first (sharing their second
+        pass instead would change the rounding and, with near-tied candidates, the chosen box)."""
         if _is_square(p):
             return full, []
         h, w = full.shape[:2]
-        s = self.embedder.input_size
         resize = getattr(self.embedder, "resize", None)
-        if resize is not None and all(y0 == 0 and y1 == h for _, y0, _, y1 in p.boxes):
-            strip = resize(full.permute(2, 0, 1)[None], (s, w))[0].permute(1, 2, 0)
-            return strip, [strip[:, x0:x1] for x0, _, x1, _ in p.boxes]
         if resize is not None and all(x0 == 0 and x1 == w for x0, _, x1, _ in p.boxes):
-            strip = resize(full.permute(2, 0, 1)[None], (h, s))[0].permute(1, 2, 0)
+            strip = resize(full.permute(2, 0, 1)[None], (h, self.embedder.input_size))[0].permute(1, 2, 0)
             return strip, [strip[y0:y1, :] for _, y0, _, y1 in p.boxes]
         return full, [full[y0:y1, x0:x1] for x0, y0, x1, y1 in p.boxes]
 
