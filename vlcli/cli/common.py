@@ -149,6 +149,21 @@ TrustRemoteCode = Annotated[
 ]
 
 
+BaseUrl = Annotated[
+    str | None,
+    typer.Option("--base-url", help="openai: the server's /v1 URL (default: http://localhost:8000/v1)."),
+]
+ApiKeyEnv = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key-env", help="openai: environment variable holding the API key (default: OPENAI_API_KEY)."
+    ),
+]
+ImageSize = Annotated[
+    int, typer.Option("--image-size", min=32, help="Long side (pixels) of the images sent to a model.")
+]
+
+
 def run_options(
     batch_size: int, limit: int | None, retry_errors: bool, workers: int, pool: str, redo: bool = False
 ) -> RunOptions:

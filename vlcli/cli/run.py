@@ -10,6 +10,7 @@ from rich.table import Table as RichTable
 
 from vlcli import config
 from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
+from vlcli.cli.status import run_summary_parts
 from vlcli.pipeline import PipelineReport, Plan, plan, resolve, run_pipeline
 from vlcli.steps.base import StepReport
 from vlcli.tiny_models import BANNER
@@ -172,17 +173,6 @@ def print_plan(p: Plan) -> None:
 
 def print_summary(report: PipelineReport) -> None:
     """Rows in, kept, bins, Q/A, time per step."""
-    s = report.summary
     console.print(f"\n[bold]run done[/] in {report.seconds:.1f}s", highlight=False)
-    lines = [f"rows: {s.get('rows', 0):,} ({s.get('ingested', 0):,} images)"]
-    if "kept" in s:
-        lines.append(f"kept by the filter: {s['kept']:,}")
-    if s.get("bins"):
-        lines.append("bins: " + ", ".join(f"{b} {n:,}" for b, n in s["bins"].items()))
-    if "qa_generated" in s:
-        lines.append(f"Q/A generated: {s['qa_generated']:,}")
-    if "qa_valid" in s:
-        lines.append(f"Q/A valid: {s['qa_valid']:,}")
-    lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.get("seconds", {}).items()))
-    for line in lines:
-        console.print(f"  {line}", highlight=False)
+    for part in run_summary_parts(report.summary):
+        console.print(f"  {part}", highlight=False)

@@ -79,19 +79,26 @@ def render(status: TableStatus) -> None:
         console.print(f"last ingest: {summary}", highlight=False, markup=False, soft_wrap=True)
 
 
-def run_summary_line(summary: dict[str, Any]) -> str:
-    """`vl run`'s stored summary in one line: when, rows, kept, bins, Q/A, seconds."""
-    parts = [str(summary.get("finished", "")), f"{summary.get('rows', 0):,} rows"]
+def run_summary_parts(summary: dict[str, Any]) -> list[str]:
+    """`vl run`'s stored summary as short phrases: rows, kept, bins, Q/A, seconds per step."""
+    parts = [f"{summary.get('rows', 0):,} rows ({summary.get('ingested', 0):,} images)"]
     if "kept" in summary:
-        parts.append(f"{summary['kept']:,} kept")
+        parts.append(f"{summary['kept']:,} kept by the filter")
     if summary.get("bins"):
         parts.append("bins " + " ".join(f"{b}={n:,}" for b, n in summary["bins"].items()))
     if "qa_generated" in summary:
-        parts.append(f"{summary['qa_generated']:,} Q/A")
+        parts.append(f"{summary['qa_generated']:,} Q/A generated")
     if "qa_valid" in summary:
-        parts.append(f"{summary['qa_valid']:,} valid")
-    parts.append(f"{summary.get('total_seconds', 0):.1f}s (preset {summary.get('preset', 'default')})")
-    return ", ".join(parts)
+        parts.append(f"{summary['qa_valid']:,} Q/A valid")
+    seconds = summary.get("seconds", {})
+    parts.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    return parts
+
+
+def run_summary_line(summary: dict[str, Any]) -> str:
+    """The stored summary in one line, with when it finished and its preset."""
+    head = f"{summary.get('finished', '')} (preset {summary.get('preset', 'default')}, {summary.get('total_seconds', 0):.1f}s)"
+    return "; ".join([head, *run_summary_parts(summary)])
 
 
 def _dim_zero(n: int, colour: str | None = None) -> str:

@@ -9,8 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from vlcli.cli.common import (
+    ApiKeyEnv,
+    BaseUrl,
     Device,
     Dtype,
+    ImageSize,
     Limit,
     Pool,
     Quiet,
@@ -62,17 +65,8 @@ def command(
     model: Annotated[str, typer.Option(help="Model name as the backend knows it (hub id or folder).")] = (
         DEFAULT_MODEL
     ),
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", help="openai: the server's /v1 URL (default: http://localhost:8000/v1)."),
-    ] = None,
-    api_key_env: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key-env",
-            help="openai: environment variable holding the API key (default: OPENAI_API_KEY).",
-        ),
-    ] = None,
+    base_url: BaseUrl = None,
+    api_key_env: ApiKeyEnv = None,
     concurrency: Annotated[int, typer.Option(min=1, help="openai: requests in flight at once.")] = 16,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature.")] = 0.7,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = 2048,
@@ -93,9 +87,7 @@ def command(
         bool,
         typer.Option("--send-image", help="Also show the image to the model that writes the questions."),
     ] = False,
-    image_size: Annotated[
-        int, typer.Option("--image-size", min=32, help="Long side (pixels) of the images sent to a model.")
-    ] = 1024,
+    image_size: ImageSize = 1024,
     prompt: Annotated[
         Path | None,
         typer.Option(help="Template file replacing the built-in question template(s); see docs/synth.md."),

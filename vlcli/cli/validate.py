@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 
 from vlcli.cli.common import (
+    ApiKeyEnv,
+    BaseUrl,
     BatchSize,
     Device,
     Dtype,
+    ImageSize,
     Limit,
     Pool,
     Quiet,
@@ -79,26 +82,15 @@ def command(
     rotations: Annotated[
         int, typer.Option("--rotations", help="With --visual-dependency: option orders asked (1-4).")
     ] = 4,
-    image_size: Annotated[
-        int, typer.Option("--image-size", help="Long side (pixels) of the image sent to the VLM, at most.")
-    ] = 1024,
+    image_size: ImageSize = 1024,
     backend: Annotated[
         str, typer.Option("--backend", help="Generator for the model checks: openai, vllm or transformers.")
     ] = "openai",
     model: Annotated[
         str | None, typer.Option("--model", help="Model name (hub id, folder or API name).")
     ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", help="openai: the server's /v1 URL (default: http://localhost:8000/v1)."),
-    ] = None,
-    api_key_env: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key-env",
-            help="openai: environment variable holding the API key (default: OPENAI_API_KEY).",
-        ),
-    ] = None,
+    base_url: BaseUrl = None,
+    api_key_env: ApiKeyEnv = None,
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", help="openai: requests in flight at once (default 16).")
     ] = None,
