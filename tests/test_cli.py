@@ -60,12 +60,13 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path, tiny_dinov2: st
     table = Table.create(tmp_path / "t.lance", ingest_schema())
     table.append(table_rows([jpeg_bytes(i, (400, 300)) for i in range(200)]))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "vlcli.cli", "crop", table.path, "--model", tiny_dinov2, "--batch-size", "1"]
+    cmd = [sys.executable, "-m", "vlcli.cli", "crop", table.path, "--model", tiny_dinov2]
+    cmd += ["--batch-size", "1", "--commit-seconds", "0"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while "crop_status" not in Table.open(table.path).schema.names or not Table.open(table.path).count(
         "crop_status IS NOT NULL"
-    ):  # interrupt mid-work, after the first commit (every 10 s)
+    ):  # interrupt mid-work, after the first commit (every batch here)
         assert time.monotonic() < deadline and proc.poll() is None, "crop never committed"
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

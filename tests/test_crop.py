@@ -233,7 +233,7 @@ def test_portrait_candidates_share_their_first_pass_bit_for_bit(tmp_path: Path, 
     for size in ((64, 112), (112, 64)):  # portrait: shared first pass; landscape: cut first
         p = step.prepare({"image": scene(30, size), "width": None, "height": None})
         full = torch.from_numpy(p.pixels)
-        shared, candidates = step._views(full, p)
+        _shared, candidates = step._views(full, p)
         direct = [full[y0:y1, x0:x1] for x0, y0, x1, y1 in p.boxes]
         for got, want in zip(candidates, direct):
             a = step.embedder.resize(got.permute(2, 0, 1)[None].contiguous(), (56, 56))

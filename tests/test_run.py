@@ -125,6 +125,9 @@ def test_changed_settings_redo_only_that_step(tmp_path: Path, samples: Path) -> 
     assert done["bin"] == 0 and done["synth"] == 0 and done["validate"] == 0
     after = columns(table)
     assert any(after[i]["crop_score"] != before[i]["crop_score"] for i in after if after[i]["filter_keep"])
+    # how a step runs (concurrency, server URL) is not what it writes: nothing is redone
+    again = run_pipeline(table, settings(crop={"num_crops": 3}, synth={"concurrency": 2}), samples)
+    assert all(r.processed == 0 for r in again.steps)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, samples: Path) -> None:

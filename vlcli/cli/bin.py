@@ -11,6 +11,7 @@ from rich.table import Table as RichTable
 from vlcli.binning import BINS, BinRules
 from vlcli.cli.common import (
     BatchSize,
+    CommitSeconds,
     Device,
     Dtype,
     Limit,
@@ -98,6 +99,7 @@ def command(
     redo: Redo = False,
     workers: Workers = 2,
     pool: Pool = "thread",
+    commit_seconds: CommitSeconds = 10.0,
     quiet: Quiet = False,
 ) -> None:
     """Bin images: A (text), B (objects), C (commonsense), balanced to --ratios.
@@ -132,7 +134,7 @@ def command(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo)
+    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo, commit_seconds)
     step_report, bin_report = run_bin(
         handle, settings, rules, opts, RichProgress(enabled=False if quiet else None)
     )

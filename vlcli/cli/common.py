@@ -130,7 +130,15 @@ def print_report(report: StepReport) -> None:
         console.print(table)
 
 
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per batch (one commit per batch).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per model call or prefetch task.")]
+CommitSeconds = Annotated[
+    float,
+    typer.Option(
+        "--commit-seconds",
+        min=0,
+        help="Commit finished rows this often (0: after every batch); a crash loses at most this.",
+    ),
+]
 Limit = Annotated[int | None, typer.Option("--limit", min=0, help="Process at most N pending rows.")]
 RetryErrors = Annotated[bool, typer.Option("--retry-errors", help="Also redo rows whose status is an error.")]
 Redo = Annotated[
@@ -165,7 +173,13 @@ ImageSize = Annotated[
 
 
 def run_options(
-    batch_size: int, limit: int | None, retry_errors: bool, workers: int, pool: str, redo: bool = False
+    batch_size: int,
+    limit: int | None,
+    retry_errors: bool,
+    workers: int,
+    pool: str,
+    redo: bool = False,
+    commit_seconds: float = 10.0,
 ) -> RunOptions:
     """Build the runner options from the shared step flags."""
     if pool not in ("thread", "process"):
@@ -177,4 +191,5 @@ def run_options(
         workers=workers,
         pool=pool,  # type: ignore[arg-type]
         redo=redo,
+        commit_seconds=commit_seconds,
     )

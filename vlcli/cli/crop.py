@@ -9,6 +9,7 @@ import typer
 
 from vlcli.cli.common import (
     BatchSize,
+    CommitSeconds,
     Device,
     Dtype,
     Limit,
@@ -59,6 +60,7 @@ def command(
     redo: Redo = False,
     workers: Workers = 2,
     pool: Pool = "thread",
+    commit_seconds: CommitSeconds = 10.0,
     quiet: Quiet = False,
 ) -> None:
     """Smart crop: embed N candidate crops and the full image, keep the crop most like the whole.
@@ -79,7 +81,7 @@ def command(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo)
+    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo, commit_seconds)
     handle = Table.open(table)
     report = run_step(handle, CropStep(settings), opts, RichProgress(enabled=None if not quiet else False))
     print_report(report)

@@ -9,6 +9,7 @@ import typer
 
 from vlcli.cli.common import (
     BatchSize,
+    CommitSeconds,
     Device,
     Dtype,
     Limit,
@@ -75,6 +76,7 @@ def command(
     redo: Redo = False,
     workers: Workers = 2,
     pool: Pool = "thread",
+    commit_seconds: CommitSeconds = 10.0,
     quiet: Quiet = False,
 ) -> None:
     """Filter: bounds on size and aspect, NSFW score, perceptual-hash near-duplicates (kept: largest image).
@@ -96,7 +98,7 @@ def command(
         dedup_scope=dedup_scope,
         semantic_threshold=semantic_threshold,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo)
+    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo, commit_seconds)
     step_report, filter_report = run_filter(
         Table.open(table), settings, rules, opts, RichProgress(enabled=False if quiet else None)
     )

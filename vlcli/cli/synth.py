@@ -11,6 +11,7 @@ import typer
 from vlcli.cli.common import (
     ApiKeyEnv,
     BaseUrl,
+    CommitSeconds,
     Device,
     Dtype,
     ImageSize,
@@ -119,6 +120,7 @@ def command(
     redo: Redo = False,
     workers: Workers = 2,
     pool: Pool = "thread",
+    commit_seconds: CommitSeconds = 10.0,
     quiet: Quiet = False,
 ) -> None:
     """Write questions, answers and reasoning for each image with an LLM.
@@ -152,7 +154,13 @@ def command(
         backend_options=_key_values(backend_option or []),
     )
     opts = run_options(
-        batch_size or default_batch_size(concurrency), limit, retry_errors, workers, pool, redo
+        batch_size or default_batch_size(concurrency),
+        limit,
+        retry_errors,
+        workers,
+        pool,
+        redo,
+        commit_seconds,
     )
     report = run_synth(Table.open(table), settings, opts, RichProgress(enabled=False if quiet else None))
     print_report(report)

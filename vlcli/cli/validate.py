@@ -11,6 +11,7 @@ from vlcli.cli.common import (
     ApiKeyEnv,
     BaseUrl,
     BatchSize,
+    CommitSeconds,
     Device,
     Dtype,
     ImageSize,
@@ -106,6 +107,7 @@ def command(
     redo: Redo = False,
     workers: Workers = 2,
     pool: Pool = "thread",
+    commit_seconds: CommitSeconds = 10.0,
     quiet: Quiet = False,
 ) -> None:
     """Validate Q/A items: lengths, question form, refusals, MCQ shape, grounding, duplicates.
@@ -142,7 +144,7 @@ def command(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo)
+    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo, commit_seconds)
     step_report, report = run_validate(
         Table.open(table), rules, checks, opts, RichProgress(enabled=False if quiet else None)
     )

@@ -435,12 +435,20 @@ class _Committer:
         self.last = time.monotonic()
 
 
+# Settings that change how a step runs, not what it writes: a change makes no row stale.
+OPERATIONAL_SETTINGS = frozenset(
+    {"concurrency", "base_url", "api_key_env", "max_retries", "trust_remote_code", "all_rows", "device"}
+)
+
+
 def _changed_settings(table: Table, step: Step) -> dict[str, tuple[Any, Any]]:
     """Parameters that differ from the last recorded run: rows done then are stale (see --redo)."""
     last = table.metadata().get(f"provenance.{step.name}", {}).get("params", {})
     now = json.loads(json.dumps(step.provenance(), default=str))  # as stored: tuples become lists
     return {
-        k: (last.get(k), v) for k, v in now.items() if k in last and last[k] != v and not isinstance(v, dict)
+        k: (last.get(k), v)
+        for k, v in now.items()
+        if k in last and last[k] != v and not isinstance(v, dict) and k not in OPERATIONAL_SETTINGS
     }
 
 
