@@ -22,7 +22,8 @@ from vlcli.errors import QueryError, UsageError
 from vlcli.images import ImageProblem, decode, encode, upright_size
 from vlcli.review_html import render_page, short_reason
 from vlcli.schema import step_names
-from vlcli.steps.base import Progress, reason_key
+from vlcli.status import outcome_counts
+from vlcli.steps.base import Progress
 from vlcli.storage import Table
 from vlcli.views import default_workers, map_rows
 
@@ -288,25 +289,13 @@ def summarize(table: Table) -> Summary:
     reading only the columns counted (one lazy scan, several group-bys)."""
     names = table.schema.names
     lf = table.lazy()
-    steps = step_names(table.schema)
-    queries = [lf.group_by(pl.col(f"{s}_status").alias("k")).agg(pl.len().alias("n")) for s in steps]
-    queries.append(lf.select(pl.len().alias("n")))
-    frames = pl.collect_all(queries)
     return Summary(
-        rows=int(frames[-1]["n"][0]),
-        steps={s: _status_counts(frame) for s, frame in zip(steps, frames, strict=False)},
+        rows=table.count(),
+        steps=outcome_counts(table),
         decisions=_decisions(lf) if "filter_keep" in names else None,
         bins=_bins(lf, "bin_selected" in names) if "bin" in names else None,
         qa=_qa(lf, "validate_results" in names) if "synth_qa" in names else None,
     )
-
-
-def _status_counts(frame: pl.DataFrame) -> list[tuple[str, int]]:
-    counts: Counter[str] = Counter()
-    for status, n in frame.iter_rows():
-        counts["pending" if status is None else "ok" if status == "ok" else reason_key(status)] += n
-    first = [(k, counts.pop(k)) for k in ("ok", "pending") if k in counts]
-    return first + counts.most_common()
 
 
 def _decisions(lf: pl.LazyFrame) -> list[tuple[str, int]]:

@@ -141,7 +141,24 @@ def _status_counts(table: Table, steps: list[str], synth_all: bool = False) -> d
     }
 
 
-def _step_status(step: str, counts: _Counts, provenance: dict[str, Any] | None) -> StepStatus:
+def outcome_counts(table: Table) -> dict[str, list[tuple[str, int]]]:
+    """Per step: rows ok, pending, blocked, then each skip or error reason, most rows first (no zeros)."""
+    steps = step_names(table.schema)
+    if not steps:
+        return {}
+    meta = table.metadata()
+    synth_all = bool(((meta.get("provenance.synth") or {}).get("params") or {}).get("all_rows"))
+    out: dict[str, list[tuple[str, int]]] = {}
+    for step, counts in _status_counts(table, steps, synth_all).items():
+        status = _step_status(step, counts, None, top=None)
+        first = [("ok", status.done), ("pending", status.pending), ("blocked", status.blocked)]
+        out[step] = [(k, n) for k, n in first if n] + status.reasons
+    return out
+
+
+def _step_status(
+    step: str, counts: _Counts, provenance: dict[str, Any] | None, top: int | None = TOP_REASONS
+) -> StepStatus:
     """Fold raw status values into done / pending / blocked / skipped / errors and top reasons."""
     out = StepStatus(step=step, provenance=provenance)
     reasons: Counter[str] = Counter()
@@ -160,5 +177,5 @@ def _step_status(step: str, counts: _Counts, provenance: dict[str, Any] | None) 
             else:
                 out.errors += n
             reasons[reason_key(status)] += n
-    out.reasons = reasons.most_common(TOP_REASONS)
+    out.reasons = reasons.most_common(top)
     return out
