@@ -9,6 +9,7 @@ import pytest
 from conftest import jpeg_bytes
 from PIL import Image
 
+from vlcli import images
 from vlcli.images import ImageProblem, content_id, crop_view, decode, probe, source_id, to_rgb
 
 
@@ -201,3 +202,13 @@ def test_crop_view_without_a_box_is_the_whole_image() -> None:
 )
 def test_crop_view_clamps_boxes_to_the_image(box: tuple[int, int, int, int], size: tuple[int, int]) -> None:
     assert crop_view(Image.new("RGB", (50, 40)), box).size == size
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_png_encoding_is_lossless_in_every_mode(mode: str) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (37, 53, 4), dtype=np.uint8)
+    img = Image.fromarray(pixels, "RGBA").convert(mode)
+    data = images.encode(img, "PNG")
+    back = Image.open(io.BytesIO(data))
+    assert back.format == "PNG" and back.mode == mode and back.size == (53, 37)
+    assert np.array_equal(np.asarray(back), np.asarray(img))

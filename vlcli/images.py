@@ -8,6 +8,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -201,16 +202,38 @@ def resize_short(img: Image.Image, size: int, *, upscale: bool = False) -> Image
 
 def encode(img: Image.Image, fmt: str, quality: int = 95) -> bytes:
     """Encode an RGB image as 'JPEG' (at `quality`) or 'PNG' (lossless, fast zlib level)."""
+    if fmt == "PNG" and img.mode in ("RGB", "L"):
+        return _encode_png_fast(img)
     buf = io.BytesIO()
     try:
         if fmt == "JPEG":
             img.save(buf, "JPEG", quality=quality)
         else:
-            # zlib level 1: ~3x faster than PIL's default 6 on photos, for files ~15% larger.
             img.save(buf, fmt, compress_level=PNG_COMPRESS_LEVEL)
     except (OSError, ValueError) as exc:
         raise ImageProblem(f"cannot encode as {fmt} ({exc})") from exc
     return buf.getvalue()
+
+
+def _encode_png_fast(img: Image.Image) -> bytes:
+    """PNG through OpenCV's libpng with the 'up' filter and zlib level 1: the same pixels (PNG is
+    lossless) at ~2x the speed of PIL's encoder, whose per-row adaptive filter choice costs as much as
+    the compression; files come out within a few % of PIL's level-1 size (photos, charts, pages)."""
+    import cv2  # opencv-python-headless ships with ultralytics, a core dependency
+
+    pixels = np.asarray(img)
+    if img.mode == "RGB":
+        pixels = np.ascontiguousarray(pixels[:, :, ::-1])  # OpenCV wants BGR
+    params = [
+        cv2.IMWRITE_PNG_COMPRESSION,
+        PNG_COMPRESS_LEVEL,
+        cv2.IMWRITE_PNG_FILTER,
+        cv2.IMWRITE_PNG_FILTER_UP,
+    ]
+    ok, buf = cv2.imencode(".png", pixels, params)
+    if not ok:
+        raise ImageProblem("cannot encode as PNG (OpenCV refused the image)")
+    return bytes(buf)
 
 
 def file_extension(fmt: str) -> str:
