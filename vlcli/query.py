@@ -10,6 +10,8 @@ from vlcli.errors import QueryError
 from vlcli.storage import Table
 
 TABLE_NAME = "images"
+# polars panics (a BaseException) on some valid SQL over Lance scans, e.g. unnest() of a list of structs
+_FAILURES = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
 
 
 def lazy_query(table: Table, sql: str) -> pl.LazyFrame:
@@ -17,7 +19,7 @@ def lazy_query(table: Table, sql: str) -> pl.LazyFrame:
     context = pl.SQLContext({TABLE_NAME: table.lazy()})
     try:
         return context.execute(sql, eager=False)
-    except pl.exceptions.PolarsError as exc:
+    except _FAILURES as exc:
         raise QueryError(_message(exc)) from exc
 
 
@@ -28,13 +30,15 @@ def query(table: Table, sql: str, *, limit: int | None = None) -> pl.DataFrame:
         lf = lf.head(limit)
     try:
         return lf.collect()
-    except pl.exceptions.PolarsError as exc:
+    except _FAILURES as exc:
         raise QueryError(_message(exc)) from exc
 
 
 def _message(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     first = lines[0] if lines else type(exc).__name__
+    if isinstance(exc, pl.exceptions.PanicException):
+        return f"polars failed on this query ({first}); try it without that function or in smaller parts"
     if "relation" in first and "not found" in first:
         first += f" (the table is called {TABLE_NAME!r}: SELECT ... FROM {TABLE_NAME})"
     return f"bad query: {first}"
