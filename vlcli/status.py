@@ -68,7 +68,7 @@ def table_status(table: Table) -> TableStatus:
     """Count every step's outcomes, reading only the status columns (never image bytes)."""
     meta = table.metadata()
     steps = step_names(table.schema)
-    synth_all = bool(((meta.get("provenance.synth") or {}).get("params") or {}).get("all_rows"))
+    synth_all = _synth_takes_all(meta)
     counts = _status_counts(table, steps, synth_all) if steps else {}
     last_ingest = meta.get("ingest.last")
     # ingest records its run under `ingest.last`; model steps under `provenance.<step>`
@@ -87,6 +87,11 @@ def table_status(table: Table) -> TableStatus:
         decisions=_decisions(table),
         last_run=meta.get("run"),
     )
+
+
+def _synth_takes_all(meta: dict[str, Any]) -> bool:
+    """Whether `vl synth` last ran with --all (every kept row) rather than the bin step's selection."""
+    return bool(((meta.get("provenance.synth") or {}).get("params") or {}).get("all_rows"))
 
 
 def _decisions(table: Table) -> dict[str, int] | None:
@@ -147,7 +152,7 @@ def outcome_counts(table: Table) -> dict[str, list[tuple[str, int]]]:
     if not steps:
         return {}
     meta = table.metadata()
-    synth_all = bool(((meta.get("provenance.synth") or {}).get("params") or {}).get("all_rows"))
+    synth_all = _synth_takes_all(meta)
     out: dict[str, list[tuple[str, int]]] = {}
     for step, counts in _status_counts(table, steps, synth_all).items():
         status = _step_status(step, counts, None, top=None)
