@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -105,3 +106,90 @@ def test_cli_missing_table(tmp_path: Path) -> None:
 
 def test_human_bytes() -> None:
     assert [status_cli.human_bytes(n) for n in (12, 1536, 5 * 1024**3)] == ["12 B", "1.5 KB", "5.0 GB"]
+
+
+# --- one definition of pending: the runner's own predicate ---------------------------------------
+
+PIPELINE_FIELDS = [
+    pa.field("filter_keep", pa.bool_()),
+    pa.field("filter_reason", pa.string()),
+    pa.field("filter_status", pa.string()),
+    pa.field("crop_status", pa.string()),
+    pa.field("bin", pa.string()),
+    pa.field("bin_selected", pa.bool_()),
+    pa.field("bin_status", pa.string()),
+    pa.field("synth_status", pa.string()),
+    pa.field("validate_status", pa.string()),
+]
+# (filter_keep, crop, bin, bin_selected, synth, validate) per good row: every way a row can stand.
+PIPELINE_ROWS = [
+    (True, "ok", "A", True, "ok", "ok"),
+    (True, "ok", "A", True, "ok", None),  # validate pending
+    (True, "ok", "B", False, None, None),  # not selected: synth and validate blocked
+    (True, "ok", "C", False, None, None),
+    (True, "ok", "B", True, None, None),  # synth pending, validate blocked until synth ran
+    (True, "ok", "A", True, "error: invalid reply", None),  # validate takes it (and skips it)
+    (True, None, None, None, None, None),  # crop and bin pending
+    (False, None, None, None, None, None),  # rejected: blocked everywhere after the filter
+    (None, None, None, None, None, None),  # filter pending
+]
+
+
+def pipeline_table(make_table: Callable[..., Table]) -> Table:
+    """A table at every stage of the pipeline, plus a failed ingest."""
+    table = make_table(len(PIPELINE_ROWS))
+    table.append(
+        pa.table({"id": ["bad"], "source": ["mem://bad"], "ingest_status": ["error: not an image (x)"]})
+    )
+    table.ensure_columns(PIPELINE_FIELDS)
+    ids = sorted(table.to_arrow(["id"], "ingest_status = 'ok'")["id"].to_pylist())
+    names = ["filter_keep", "crop_status", "bin", "bin_selected", "synth_status", "validate_status"]
+    values: dict[str, list[Any]] = {
+        "id": ids,
+        **{n: [r[i] for r in PIPELINE_ROWS] for i, n in enumerate(names)},
+    }
+    values["filter_status"] = [None if keep is None else "ok" for keep in values["filter_keep"]]
+    values["filter_reason"] = ["duplicate" if keep is False else None for keep in values["filter_keep"]]
+    values["bin_status"] = [None if b is None else "ok" for b in values["bin"]]
+    schema = pa.schema([pa.field("id", pa.string()), *PIPELINE_FIELDS])
+    table.write_back(pa.Table.from_pydict(values, schema=schema))
+    return table
+
+
+def built_in_steps(all_rows: bool = False) -> list[Any]:
+    """Every built-in step as `vl run` builds it (no model is loaded before `setup`)."""
+    from vlcli.steps.bin import BinStep
+    from vlcli.steps.crop import CropSettings, CropStep
+    from vlcli.steps.filter import FilterStep
+    from vlcli.steps.synth import SynthSettings, SynthStep
+    from vlcli.steps.validate import ValidateStep
+
+    synth = SynthStep(SynthSettings(backend="stub", model="stub", all_rows=all_rows))
+    return [FilterStep(), CropStep(CropSettings(keep_embedding=False)), BinStep(), synth, ValidateStep()]
+
+
+@pytest.mark.parametrize("all_rows", [False, True])
+def test_pending_is_what_each_step_would_process(make_table: Callable[..., Table], all_rows: bool) -> None:
+    table = pipeline_table(make_table)
+    if all_rows:  # `vl synth --all` ran last: synth takes every kept row, selected or not
+        table.set_metadata("provenance.synth", {"params": {"all_rows": True}})
+    status = table_status(table)
+    names = table.schema.names
+    for step in built_in_steps(all_rows):
+        counts = status.step(step.name)
+        would_process = table.count(step.pending_filter(False, names))
+        assert counts.pending == would_process, step.name
+        assert counts.blocked == table.count(f"{step.status} IS NULL") - would_process, step.name
+    validate = status.step("validate")
+    # done 1, pending: the unvalidated row with Q/A and the one whose synth failed; never the rows synth
+    # will not take (unselected) or has not done yet
+    assert (validate.done, validate.pending, validate.blocked) == (1, 2, 7)
+    synth = status.step("synth")
+    assert (synth.pending, synth.blocked) == ((5, 2) if all_rows else (1, 6))
+
+
+def test_header_counts_table_versions_not_images(stepped: Table) -> None:
+    result = CliRunner().invoke(cli(), ["status", stepped.path])
+    status = table_status(stepped)
+    header = result.output.splitlines()[0]
+    assert f"version {status.version} ({status.versions} table versions kept)" in header, header

@@ -8,7 +8,9 @@ from typing import Any
 
 import polars as pl
 
-from vlcli.schema import INGEST_STATUS, step_names
+from vlcli.errors import QueryError
+from vlcli.schema import step_names
+from vlcli.steps import step_class
 from vlcli.steps.base import reason_key
 from vlcli.storage import Table
 
@@ -68,8 +70,7 @@ def table_status(table: Table) -> TableStatus:
     """Count every step's outcomes, reading only the status columns (never image bytes)."""
     meta = table.metadata()
     steps = step_names(table.schema)
-    synth_all = _synth_takes_all(meta)
-    counts = _status_counts(table, steps, synth_all) if steps else {}
+    counts = _status_counts(table, steps, meta) if steps else {}
     last_ingest = meta.get("ingest.last")
     # ingest records its run under `ingest.last`; model steps under `provenance.<step>`
     provenance = {name: meta.get(f"provenance.{name}") for name in steps}
@@ -89,11 +90,6 @@ def table_status(table: Table) -> TableStatus:
     )
 
 
-def _synth_takes_all(meta: dict[str, Any]) -> bool:
-    """Whether `vl synth` last ran with --all (every kept row) rather than the bin step's selection."""
-    return bool(((meta.get("provenance.synth") or {}).get("params") or {}).get("all_rows"))
-
-
 def _decisions(table: Table) -> dict[str, int] | None:
     """Rows kept and rejected by reason, from the filter's keep/reason columns (when present)."""
     if "filter_keep" not in table.schema.names:
@@ -110,40 +106,32 @@ def _decisions(table: Table) -> dict[str, int] | None:
     return {str(k): int(n) for k, n in sorted(frame.iter_rows(), key=lambda kv: -kv[1])}
 
 
-# (status value or None, whether the row can still be taken by the step) -> rows
-_Counts = dict[tuple[str | None, bool], int]
-
-# Steps before the filter's decision: they run on every readable row, rejected or not.
-_BEFORE_FILTER = ("ingest", "filter")
+# status value (None: not done) -> rows, and how many of the rows not done the step would take now
+_Counts = tuple[dict[str | None, int], int]
 
 
-def _status_counts(table: Table, steps: list[str], synth_all: bool = False) -> dict[str, _Counts]:
-    """One group-by per status column, all from a single lazy scan of the status columns."""
+def _status_counts(table: Table, steps: list[str], meta: dict[str, Any]) -> dict[str, _Counts]:
+    """One group-by per status column (a single lazy scan of the status columns), and per step the rows
+    its runner would take now, counted with the runner's own predicate and the step's recorded settings."""
     lf = table.lazy()
-    names = table.schema.names
-    ingest_ok = (
-        (pl.col(INGEST_STATUS.name) == "ok").fill_null(False) if INGEST_STATUS.name in names else pl.lit(True)
-    )
-    kept = pl.col("filter_keep").fill_null(True) if "filter_keep" in names else pl.lit(True)
-    # `vl synth` takes only the rows the bin step selected, unless it last ran with --all
-    selected = (
-        pl.col("bin_selected").fill_null(False) if "bin_selected" in names and not synth_all else pl.lit(True)
-    )
-
-    def can_take(step: str) -> pl.Expr:
-        if step in _BEFORE_FILTER:
-            return ingest_ok
-        return ingest_ok & kept & selected if step == "synth" else ingest_ok & kept
-
-    counts = pl.len().alias("n")
-    queries = [
-        lf.group_by(pl.col(f"{s}_status").alias("status"), can_take(s).alias("ok")).agg(counts) for s in steps
-    ]
+    queries = [lf.group_by(pl.col(f"{s}_status").alias("status")).agg(pl.len().alias("n")) for s in steps]
     frames = pl.collect_all(queries)
-    return {
-        s: {(row["status"], bool(row["ok"])): int(row["n"]) for row in frame.iter_rows(named=True)}
-        for s, frame in zip(steps, frames, strict=True)
-    }
+    out: dict[str, _Counts] = {}
+    for step, frame in zip(steps, frames, strict=True):
+        by_status = {row["status"]: int(row["n"]) for row in frame.iter_rows(named=True)}
+        out[step] = by_status, _pending(table, step, meta, by_status.get(None, 0))
+    return out
+
+
+def _pending(table: Table, step: str, meta: dict[str, Any], not_done: int) -> int:
+    """Rows `step` would take now: every row not done for ingest, else its runner's predicate."""
+    if step == "ingest" or not_done == 0:
+        return not_done
+    params = (meta.get(f"provenance.{step}") or {}).get("params")
+    try:
+        return table.count(step_class(step).todo_filter(False, table.schema.names, params))
+    except QueryError:
+        return 0  # the predicate names a column an earlier step has not added yet: nothing is ready
 
 
 def outcome_counts(table: Table) -> dict[str, list[tuple[str, int]]]:
@@ -151,10 +139,8 @@ def outcome_counts(table: Table) -> dict[str, list[tuple[str, int]]]:
     steps = step_names(table.schema)
     if not steps:
         return {}
-    meta = table.metadata()
-    synth_all = _synth_takes_all(meta)
     out: dict[str, list[tuple[str, int]]] = {}
-    for step, counts in _status_counts(table, steps, synth_all).items():
+    for step, counts in _status_counts(table, steps, table.metadata()).items():
         status = _step_status(step, counts, None, top=None)
         first = [("ok", status.done), ("pending", status.pending), ("blocked", status.blocked)]
         out[step] = [(k, n) for k, n in first if n] + status.reasons
@@ -166,15 +152,13 @@ def _step_status(
 ) -> StepStatus:
     """Fold raw status values into done / pending / blocked / skipped / errors and top reasons."""
     out = StepStatus(step=step, provenance=provenance)
+    by_status, out.pending = counts
+    out.blocked = by_status.get(None, 0) - out.pending  # not done, and the step would not take them now
     reasons: Counter[str] = Counter()
-    for (status, ingest_ok), n in counts.items():
+    for status, n in by_status.items():
         if status is None:
-            # A step never takes a row whose ingest failed (nor, after the filter, a rejected row): blocked.
-            if ingest_ok or step == "ingest":
-                out.pending += n
-            else:
-                out.blocked += n
-        elif status == "ok":
+            continue
+        if status == "ok":
             out.done += n
         else:
             if status.startswith("skipped"):

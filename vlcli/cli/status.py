@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from vlcli.cli.common import console, handles_errors
+from vlcli.cli.common import console, handles_errors, plural
 from vlcli.status import TableStatus, table_status
 from vlcli.storage import Table
 
@@ -35,7 +35,7 @@ def render(status: TableStatus) -> None:
     """Print a status snapshot as rich tables."""
     console.print(
         f"[bold]{escape(status.path)}[/]: {status.rows:,} rows, {human_bytes(status.size_bytes)} on disk, "
-        f"version {status.version} ({status.versions} kept)",
+        f"version {status.version} ({plural(status.versions, 'table version')} kept)",
         highlight=False,
         soft_wrap=True,
     )
@@ -62,8 +62,8 @@ def render(status: TableStatus) -> None:
         console.print(f"filter decisions: {verdicts}", highlight=False)
     if any(s.blocked for s in status.steps):
         console.print(
-            "blocked: not done and never will be, because the row's ingest failed, the filter rejected it "
-            "or (synth) the bin step did not select it",
+            "blocked: not done, and the step would not take the row now: its ingest failed, the filter "
+            "rejected it, an earlier step has not done it yet or (synth) the bin step did not select it",
             style="dim",
         )
     if status.tags:

@@ -1,5 +1,26 @@
 """Steps: each reads some columns of the table and fills its own."""
 
+import importlib
+
 from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, run_step
 
-__all__ = ["Progress", "RowSkipped", "RunOptions", "Step", "StepReport", "run_step"]
+# The built-in steps by name, imported only when asked for.
+BUILT_IN = {
+    "filter": "vlcli.steps.filter:FilterStep",
+    "crop": "vlcli.steps.crop:CropStep",
+    "bin": "vlcli.steps.bin:BinStep",
+    "synth": "vlcli.steps.synth:SynthStep",
+    "validate": "vlcli.steps.validate:ValidateStep",
+}
+
+
+def step_class(name: str) -> type[Step]:
+    """The built-in step called `name`; for any other, a `Step` of that name with the default rules."""
+    if name not in BUILT_IN:
+        return type(f"{name.title()}Step", (Step,), {"name": name})
+    module, _, attr = BUILT_IN[name].partition(":")
+    cls: type[Step] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+__all__ = ["BUILT_IN", "Progress", "RowSkipped", "RunOptions", "Step", "StepReport", "run_step", "step_class"]

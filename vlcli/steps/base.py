@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -95,15 +95,32 @@ class Step:
         """Every column the step fills, its status column last."""
         return (*self.writes, status_column(self.name))
 
+    @classmethod
+    def ready_filter(cls, columns: Iterable[str] = (), params: Mapping[str, Any] | None = None) -> str | None:
+        """What a row needs, besides its own NULL status, for this step to take it now (None: nothing).
+
+        `columns` are the table's; `params` the step's settings as `provenance()` gives and the table
+        records them, so `vl status` and the review page count pending rows as the runner takes them.
+        """
+        parts = [f"({cls.requires})"] if cls.requires else []
+        if cls.after_filter and "filter_keep" in columns:
+            parts.append("(filter_keep IS NULL OR filter_keep = true)")  # no model time on rejected rows
+        return " AND ".join(parts) or None
+
+    @classmethod
+    def todo_filter(
+        cls, retry_errors: bool = False, columns: Iterable[str] = (), params: Mapping[str, Any] | None = None
+    ) -> str:
+        """The predicate selecting rows this step still has to do, given the table's `columns` and its settings."""
+        status = f"{cls.name}_status"
+        todo = f"({status} IS NULL OR {status} LIKE 'error:%')" if retry_errors else f"{status} IS NULL"
+        ready = cls.ready_filter(list(columns), params)
+        return f"{todo} AND {ready}" if ready else todo
+
     def pending_filter(self, retry_errors: bool = False, columns: Iterable[str] = ()) -> str:
         """The predicate selecting rows this step still has to do (`columns`: the table's columns)."""
-        todo = f"{self.status} IS NULL"
-        if retry_errors:
-            todo = f"({todo} OR {self.status} LIKE 'error:%')"
-        parts = [todo, *([f"({self.requires})"] if self.requires else [])]
-        if self.after_filter and "filter_keep" in columns:
-            parts.append("(filter_keep IS NULL OR filter_keep = true)")  # no model time on rejected rows
-        return " AND ".join(parts)
+        return self.todo_filter(retry_errors, columns, self.provenance())
+
 
     def setup(self) -> None:
         """Load models once per process, before the first batch (not called when nothing is pending)."""

@@ -10,6 +10,7 @@ its raw text kept.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -158,12 +159,14 @@ class SynthStep(Step):
         self.generator: Any = None
         self.describer: Any = None
 
-    def pending_filter(self, retry_errors: bool = False, columns: Any = ()) -> str:
-        """Pending rows; without --all, only the rows the bin step selected."""
-        where = super().pending_filter(retry_errors, columns)
-        if self.settings.all_rows:
-            return where
-        return f"{where} AND bin IS NOT NULL AND bin_selected = true"
+    @classmethod
+    def ready_filter(cls, columns: Iterable[str] = (), params: Mapping[str, Any] | None = None) -> str | None:
+        """Kept rows; without --all (`all_rows` in `params`), only the rows the bin step selected."""
+        ready = super().ready_filter(columns, params)
+        if (params or {}).get("all_rows"):
+            return ready
+        selected = "bin IS NOT NULL AND bin_selected = true"
+        return f"{ready} AND {selected}" if ready else selected
 
     def setup(self) -> None:
         """Build the generator(s) once; check they can see images where images are to be sent."""
