@@ -208,6 +208,19 @@ def test_header_counts(reviewed: Callable[..., Table]) -> None:
     assert qa.reasons and qa.reasons[0][0] == "answer not supported"
 
 
+def test_cards_say_blocked_where_the_header_does(reviewed: Callable[..., Table], tmp_path: Path) -> None:
+    table = reviewed(14)
+    write_review(table, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    header = {step: dict(counts) for step, counts in summarize(table).steps.items()}
+    options = dict(re.findall(r'<option value="\d+">([^<]*) \((\d+)\)</option>', page))
+    for step, counts in header.items():
+        for state in ("pending", "blocked"):
+            # every row is on the page: the reason filter counts the same rows as the header
+            assert int(options.get(f"{step}: {state}", 0)) == counts.get(state, 0), (step, state)
+    assert header["validate"]["blocked"] == 1 and '<li class="">validate: blocked</li>' in page
+
+
 def test_thumbnails_are_small_upright_and_never_raise() -> None:
     import base64
 

@@ -22,7 +22,7 @@ from vlcli.errors import QueryError, UsageError
 from vlcli.images import ImageProblem, decode, encode, upright_size
 from vlcli.review_html import render_page, short_reason
 from vlcli.schema import step_names
-from vlcli.status import outcome_counts
+from vlcli.status import outcome_counts, pending_where
 from vlcli.steps.base import Progress
 from vlcli.storage import Table
 from vlcli.views import default_workers, map_rows
@@ -33,6 +33,8 @@ THUMB_QUALITY = 80
 # Image rows are big: small scan batches keep memory flat while the pool makes thumbnails.
 SCAN_ROWS = 32
 TOP_REASONS = 10
+# A card's status for a step that has not done the row and would not take it now (`vl status`: blocked).
+BLOCKED = "blocked"
 # Everything a card can show; only those the table has are read (never `embedding` or `synth_raw`).
 CARD_COLUMNS = (
     "id",
@@ -244,7 +246,29 @@ def load_cards(
             progress.finish()
     cards = [by_id[i] for i in order if i in by_id]  # a dup_of naming a row that is gone has no card
     _mark_groups(cards)
+    _mark_blocked(table, cards)
     return cards
+
+
+def _mark_blocked(table: Table, cards: list[Card]) -> None:
+    """Say BLOCKED for each NULL status its step would not take now, as `vl status` counts it."""
+    meta = table.metadata()
+    for step in step_names(table.schema):
+        status = f"{step}_status"
+        waiting = [c for c in cards if status in c.row and c.row[status] is None]
+        where = pending_where(table, step, meta)
+        if not waiting or where is None:
+            continue
+        chosen = "id IN (" + ", ".join(_sql_string(c.row["id"]) for c in waiting) + ")"
+        try:
+            pending = {
+                i for b in table.scan(["id"], f"({where}) AND {chosen}") for i in b.column(0).to_pylist()
+            }
+        except QueryError:
+            pending = set()  # the predicate names a column an earlier step has not added: nothing is ready
+        for card in waiting:
+            if card.row["id"] not in pending:
+                card.row[status] = BLOCKED
 
 
 def _mark_groups(cards: list[Card]) -> None:

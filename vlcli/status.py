@@ -123,13 +123,23 @@ def _status_counts(table: Table, steps: list[str], meta: dict[str, Any]) -> dict
     return out
 
 
-def _pending(table: Table, step: str, meta: dict[str, Any], not_done: int) -> int:
-    """Rows `step` would take now: every row not done for ingest, else its runner's predicate."""
-    if step == "ingest" or not_done == 0:
-        return not_done
+def pending_where(table: Table, step: str, meta: dict[str, Any] | None = None) -> str | None:
+    """The predicate of the rows `step` would take now, built as its runner builds it, with the settings
+    the step last ran with (`meta`: the table's metadata); None for ingest: every row not done."""
+    if step == "ingest":
+        return None
+    meta = table.metadata() if meta is None else meta
     params = (meta.get(f"provenance.{step}") or {}).get("params")
+    return step_class(step).todo_filter(False, table.schema.names, params)
+
+
+def _pending(table: Table, step: str, meta: dict[str, Any], not_done: int) -> int:
+    """Rows `step` would take now."""
+    where = pending_where(table, step, meta)
+    if where is None or not_done == 0:
+        return not_done
     try:
-        return table.count(step_class(step).todo_filter(False, table.schema.names, params))
+        return table.count(where)
     except QueryError:
         return 0  # the predicate names a column an earlier step has not added yet: nothing is ready
 
