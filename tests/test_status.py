@@ -193,3 +193,24 @@ def test_header_counts_table_versions_not_images(stepped: Table) -> None:
     status = table_status(stepped)
     header = result.output.splitlines()[0]
     assert f"version {status.version} ({status.versions} table versions kept)" in header, header
+
+
+# --- what a step says when it has nothing to do ----------------------------------------------------
+
+
+def test_retry_errors_with_nothing_to_retry_says_so(make_table: Callable[..., Table]) -> None:
+    table = make_table(3)
+    synth = ["synth", table.path, "--all", "--backend", "stub", "--model", "stub", "-q"]
+    runs = {
+        "synth": synth,
+        "validate": ["validate", table.path, "-q"],
+    }
+    for step, args in runs.items():
+        first = CliRunner().invoke(cli(), args)
+        assert first.exit_code == 0 and f"{step} done:" in first.output, first.output
+        again = CliRunner().invoke(cli(), [*args, "--retry-errors"])
+        assert again.exit_code == 0, again.output
+        assert "nothing pending and no errors to retry" in again.output, again.output
+        assert "use --retry-errors" not in again.output
+        plain = CliRunner().invoke(cli(), args)
+        assert "nothing pending (use --retry-errors to redo rows that failed)" in plain.output

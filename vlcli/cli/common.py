@@ -122,7 +122,12 @@ def print_report(report: StepReport) -> None:
             highlight=False,
         )
     if report.pending == 0 and not report.interrupted:
-        console.print("nothing pending (use --retry-errors to redo rows that failed)", style="dim")
+        hint = (
+            " and no errors to retry"
+            if report.retry_errors
+            else " (use --retry-errors to redo rows that failed)"
+        )
+        console.print(f"nothing pending{hint}", style="dim")
     if report.reasons:
         table = RichTable("reason", "rows", box=None, show_header=True, header_style="dim")
         for reason, count in report.reasons.most_common(10):

@@ -157,6 +157,7 @@ class StepReport:
     tag: str | None = None
     changed_settings: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     summary: Any = None  # what the step's global part (`Step.finish`) reported
+    retry_errors: bool = False  # the run also took rows whose status is an error
 
     @property
     def processed(self) -> int:
@@ -344,7 +345,7 @@ def run_step(
 ) -> StepReport:
     """Run `step` over every pending row of `table`, committing each batch; resumable at any point."""
     opts = options or RunOptions()
-    report = StepReport(step=step.name)
+    report = StepReport(step=step.name, retry_errors=opts.retry_errors)
     started = time.perf_counter()
     table.ensure_columns(c.field() for c in step.columns())
     report.changed_settings = _changed_settings(table, step)
