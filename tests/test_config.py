@@ -141,3 +141,62 @@ def test_config_reference_is_current() -> None:
 
     docs = Path(__file__).resolve().parent.parent / "docs" / "config.md"
     assert docs.read_text() == config_reference(), "run: python -m vlcli.cli.config > docs/config.md"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("crop:\n  num_crops: lots\n", r"vl\.yaml:2: crop\.num_crops: 'lots' is not a valid integer"),
+        (
+            "filter:\n  nsfw: nudenet\n  min_side: -5\n",
+            r"vl\.yaml:3: filter\.min_side: --min-side must be >= 0",
+        ),
+        (
+            "filter:\n  nsfw: banana\n",
+            r"vl\.yaml:2: filter\.nsfw: unknown nsfw backend 'banana' \(available: ",
+        ),
+        ("bin:\n  ratios: [0.5, 0.5]\n", r"vl\.yaml:2: bin\.ratios: expected a list of 3 values, got 2"),
+        ("synth:\n  describe: maybe\n", r"vl\.yaml:2: synth\.describe: 'maybe' is not true or false"),
+        ("crop:\n  aspects: 4-3\n", r"vl\.yaml:2: crop\.aspects: --aspect: expected ratios like"),
+        ("run:\n  sample: 0\n", r"vl\.yaml:2: run\.sample: --sample must be at least 1"),
+        ("ingest:\n  max_pixels: 0\n", r"vl\.yaml:2: ingest\.max_pixels: --max-pixels must be at least 1"),
+    ],
+)
+def test_config_check_refuses_bad_values_naming_key_and_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "vl.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        config.load(path)
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_set_refuses_a_value_of_the_wrong_type_before_any_comparison() -> None:
+    with pytest.raises(UsageError, match=r"--set: crop\.num_crops: 'lots' is not a valid integer"):
+        config.parse_assignment("crop.num_crops=lots")
+    with pytest.raises(UsageError, match=r"--set: filter\.nsfw_threshold: 'high' is not a valid number"):
+        config.parse_assignment("filter.nsfw_threshold=high")
+    assert config.parse_assignment("filter.nsfw_threshold=1") == {"filter": {"nsfw_threshold": 1}}
+
+
+def test_config_check_without_a_path_checks_vl_yaml_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 2 and "vl.yaml: no such file" in result.output, result.output
+    (tmp_path / "vl.yaml").write_text("crop:\n  num_crops: 4\n")
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 0 and "num_crops: 4" in result.output, result.output
+
+
+def test_preset_help_names_the_models_of_each_preset() -> None:
+    from vlcli.presets import HELP, preset
+
+    fast = preset("fast")
+    defaults = {s: config.defaults(s) for s in ("crop", "bin", "synth")}
+    names = [defaults["crop"]["model"], defaults["bin"]["detector"], defaults["synth"]["model"]]
+    names += [fast["crop"]["model"], fast["bin"]["detector"], fast["synth"]["model"]]
+    assert all(name in HELP for name in names), HELP
+    result = runner.invoke(app, ["run", "--help"])
+    assert "seeds' models" not in result.output and "facebook/dinov2-small" in result.output

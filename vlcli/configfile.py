@@ -7,6 +7,7 @@ from typing import Any
 
 from vlcli import config
 from vlcli.config import DEFAULT_STEPS, RUNNER_KEYS
+from vlcli.presets import HELP as PRESET_HELP
 
 HEADER = """\
 # vl.yaml: settings for `vl run` (vl run [SRC] TABLE --config vl.yaml).
@@ -18,7 +19,7 @@ HEADER = """\
 
 RUN_HELP = {
     "steps": "Steps to run, in pipeline order.",
-    "preset": "default (the seeds' models), fast (small variants for CPU) or offline (no model hub).",
+    "preset": PRESET_HELP,
     "sample": "Work on a reproducible random subset of this many images (null: all).",
     "seed": "Seed of the sample.",
 }

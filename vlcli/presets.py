@@ -17,6 +17,12 @@ from vlcli.errors import UsageError
 
 PRESETS = ("default", "fast", "offline")
 FAST_LLM = "Qwen/Qwen2.5-0.5B-Instruct"
+# Which models each preset uses, for --preset's help and `vl config init` (a test checks the names).
+HELP = (
+    "default: facebook/dinov2-base, yolo11s.pt, BLIP base, CLIP ViT-B-32, Qwen/Qwen2.5-7B-Instruct on an "
+    f"OpenAI-compatible server. fast (CPU): facebook/dinov2-small, yolo11n.pt, {FAST_LLM} in-process. "
+    "offline (no hub): tiny random stand-ins and a stub LLM (outputs not meaningful). All: nudenet, rapidocr."
+)
 
 
 def models_dir() -> Path:

@@ -11,6 +11,7 @@ from vlcli import config
 from vlcli.cli.common import console, handles_errors
 from vlcli.configfile import render
 from vlcli.errors import UsageError
+from vlcli.presets import HELP as PRESET_HELP
 
 app = typer.Typer(help="Write or check a vl.yaml (settings for `vl run`).", no_args_is_help=True)
 
@@ -48,8 +49,10 @@ def init(
 
 @app.command("check")
 @handles_errors
-def check(path: Annotated[Path, typer.Argument(help="The vl.yaml (or DCVLR config) to check.")]) -> None:
-    """Validate a config file and print the settings it sets (and DCVLR keys it ignores)."""
+def check(
+    path: Annotated[Path, typer.Argument(help="The vl.yaml (or DCVLR config) to check.")] = Path("vl.yaml"),
+) -> None:
+    """Validate a config file (every key, type and range) and print the settings it sets."""
     import yaml
 
     settings, ignored = config.load(path)
@@ -68,14 +71,16 @@ def config_reference() -> str:
         "1. the defaults below (the same as each step command's defaults);\n"
         "2. the preset (`--preset` or `run.preset`): `default` changes nothing, `fast` picks small models\n"
         "   (crop `facebook/dinov2-small`, bin `yolo11n.pt`, synth `transformers` with a 0.5B instruct\n"
-        "   model), `offline` uses only what runs without a model hub (see `vlcli/presets.py`);\n"
+        "   model), `offline` uses only what runs without a model hub (see `vlcli/presets.py`); in short:\n"
+        f"   {PRESET_HELP}\n"
         "3. the file given with `--config` (a `vl.yaml`, or DCVLR's `default_config.yaml`, whose keys with a\n"
         "   `vl` meaning are mapped and the rest listed as ignored);\n"
         "4. flags: `--set SECTION.KEY=VALUE` (the value is YAML: `8`, `0.3`, `true`, `[0.5, 0.3, 0.2]`),\n"
         "   `--steps`, `--preset`, `--sample`, `--seed`, `--device`.\n\n"
         "Each key is also a flag of its step's command: `crop.num_crops` is `vl crop --num-crops`. An unknown\n"
-        "section or key is an error that names the nearest valid one. `vl config init` writes this file;\n"
-        "`vl config check FILE` validates one and prints what it sets.\n\n"
+        "section or key is an error that names the nearest valid one; a value of the wrong type or out of\n"
+        "range is an error with the flag's message, the key and its line. `vl config init` writes this\n"
+        "file; `vl config check [FILE]` (default `./vl.yaml`) validates one and prints what it sets.\n\n"
         "```yaml\n" + render(helps, defaults) + "```\n"
     )
 

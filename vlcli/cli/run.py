@@ -12,6 +12,7 @@ from vlcli import config
 from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
 from vlcli.cli.status import run_summary_parts
 from vlcli.pipeline import PipelineReport, Plan, plan, resolve, run_pipeline
+from vlcli.presets import HELP as PRESET_HELP
 from vlcli.steps.base import StepReport
 from vlcli.tiny_models import BANNER
 
@@ -34,9 +35,7 @@ def command(
         str | None,
         typer.Option(help="Steps to run, in pipeline order (default: filter,crop,bin,synth,validate)."),
     ] = None,
-    preset: Annotated[
-        str | None, typer.Option(help="default (the seeds' models), fast (small, CPU) or offline (no hub).")
-    ] = None,
+    preset: Annotated[str | None, typer.Option(help=PRESET_HELP)] = None,
     set_values: Annotated[
         list[str] | None,
         typer.Option(
