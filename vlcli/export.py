@@ -42,7 +42,16 @@ TMP_DIR = ".vl-export-tmp"
 # Left by `--images` exports: proof that the image files beside it were written by an export.
 MARKER = ".vl-export.json"
 # Everything an export writes into its folder; --overwrite removes these and nothing else.
-EXPORT_FILES = ("part-*.parquet", "data-*-of-*.arrow", "dataset_info.json", "state.json", TMP_DIR, MARKER)
+# (`.part-*.parquet.part`: a shard being written, under a temporary name until it is complete)
+EXPORT_FILES = (
+    "part-*.parquet",
+    ".part-*.parquet.part",
+    "data-*-of-*.arrow",
+    "dataset_info.json",
+    "state.json",
+    TMP_DIR,
+    MARKER,
+)
 # What `--images` writes: `<id>.<ext>` (and `.<id>.<ext>.part` while writing), maybe in dataset folders.
 IMAGE_FILE = re.compile(r"\.?[A-Za-z0-9][A-Za-z0-9_-]*\.(?P<ext>[a-z0-9]+)(\.part)?")
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
@@ -516,31 +525,45 @@ def to_hf_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 def write_parquet_shards(
     batches: Iterable[pa.RecordBatch], folder: Path, schema: pa.Schema, shard_rows: int
 ) -> list[str]:
-    """Write `part-00000.parquet`, ... of at most `shard_rows` rows each; return their names."""
+    """Write `part-00000.parquet`, ... of at most `shard_rows` rows each; return their names. Each shard is
+    written under a temporary name and renamed once complete, so a killed export leaves no partial shard."""
     names: list[str] = []
     writer: pq.ParquetWriter | None = None
     in_shard = 0
+
+    def open_shard() -> pq.ParquetWriter:
+        names.append(f"part-{len(names):05d}.parquet")
+        return pq.ParquetWriter(_partial(folder / names[-1]), schema)
+
+    def close_shard(done: pq.ParquetWriter) -> None:
+        done.close()
+        os.replace(_partial(folder / names[-1]), folder / names[-1])
+
     try:
         for batch in batches:
             out = to_hf_batch(batch, schema)
             while out.num_rows:
                 if writer is None or in_shard == shard_rows:
                     if writer is not None:
-                        writer.close()
-                    names.append(f"part-{len(names):05d}.parquet")
-                    writer = pq.ParquetWriter(folder / names[-1], schema)
-                    in_shard = 0
+                        close_shard(writer)
+                    writer, in_shard = open_shard(), 0
                 take = min(shard_rows - in_shard, out.num_rows)
                 writer.write_batch(out.slice(0, take))
                 in_shard += take
                 out = out.slice(take)
-        if writer is None:  # no rows: one empty shard still carries the schema and features
-            names.append("part-00000.parquet")
-            writer = pq.ParquetWriter(folder / names[-1], schema)
+        # no rows: one empty shard still carries the schema and features
+        close_shard(writer if writer is not None else open_shard())
+        writer = None
     finally:
-        if writer is not None:
+        if writer is not None:  # failed mid-shard: drop the partial file
             writer.close()
+            _partial(folder / names[-1]).unlink(missing_ok=True)
     return names
+
+
+def _partial(path: Path) -> Path:
+    """Where `path` is written until it is complete."""
+    return path.with_name(f".{path.name}.part")
 
 
 def _write_hf(
