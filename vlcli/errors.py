@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class RowSkipped(Exception):
+    """A row a step deliberately does not process; stored as `skipped: <message>`, not an error."""
+
+
 class VlError(Exception):
     """Base class for every error `vl` reports to a user."""
 

@@ -90,6 +90,7 @@ class _Row:
     format: str | None
     file_size: int | None
     status: str
+    warnings: str | None = None  # what Pillow warned about while probing (a corrupt EXIF block)
 
 
 @functools.cache
@@ -155,7 +156,8 @@ def _prepare(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> _Row:
         return _error_row(record, str(exc), len(data))
     except Exception as exc:  # a PIL plugin choking on a hostile header must not stop the run
         return _error_row(record, error_status(exc), len(data))
-    return _Row(content_id(data), record, data, info.width, info.height, info.format, len(data), "ok")
+    notes = "; ".join(info.warnings)[:MAX_REASON_CHARS] or None
+    return _Row(content_id(data), record, data, info.width, info.height, info.format, len(data), "ok", notes)
 
 
 def _prepare_chunk(records: list[Record], max_pixels: int) -> list[_Row]:
@@ -239,6 +241,7 @@ class _Batch:
             "format": [r.format for r in rows],
             "file_size": [r.file_size for r in rows],
             "ingest_status": [r.status for r in rows],
+            "ingest_warnings": [r.warnings for r in rows],
         }
         for i, name in enumerate(self.extra_names):
             columns[name] = [r.record.extra[i] for r in rows]

@@ -34,6 +34,12 @@ INGEST_STATUS = Column(
     "ingest_status", pa.string(), "ok, or error: <why> for a file that is not a usable image"
 )
 
+INGEST_WARNINGS = Column(
+    "ingest_warnings",
+    pa.string(),
+    "what the image library warned about while reading the file (e.g. a corrupt EXIF block), '; '-separated",
+)
+
 INGEST_COLUMNS: tuple[Column, ...] = (
     ID,
     SOURCE,
@@ -44,6 +50,7 @@ INGEST_COLUMNS: tuple[Column, ...] = (
     FORMAT,
     FILE_SIZE,
     INGEST_STATUS,
+    INGEST_WARNINGS,
 )
 
 

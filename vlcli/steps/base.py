@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -21,15 +22,13 @@ from typing import Any, ClassVar, Literal, Protocol
 import pyarrow as pa
 
 from vlcli import __version__
+from vlcli.errors import RowSkipped as RowSkipped  # raised by `prepare` or `process` to skip a row
 from vlcli.errors import StepInterrupted, UsageError
 from vlcli.schema import Column, status_column
 from vlcli.storage import Table
 
 MAX_REASON_CHARS = 300
-
-
-class RowSkipped(Exception):
-    """Raised by `prepare` or `process` for a row the step deliberately does not process."""
+CHUNK_ROWS = 4  # rows per prepare task: few, so the bytes of prepared rows in flight are bounded finely
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,8 @@ class RunOptions:
     commit_seconds: float = 10.0
     where: str | None = None  # an extra predicate: only rows matching it are worked on (vl run --sample)
     redo_if_changed: bool = False  # recompute every row when the step's recorded settings changed
+    # Prepared rows (decoded pixels) waiting for `process`: batches are cut short to stay under this.
+    prefetch_bytes: int = 512 * 2**20
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -59,6 +60,8 @@ class RunOptions:
             raise UsageError("--pool must be 'thread' or 'process'")
         if self.prefetch < 1:
             raise UsageError("--prefetch must be at least 1")
+        if self.prefetch_bytes < 1:
+            raise UsageError("prefetch_bytes must be at least 1")
         if self.commit_rows < 1 or self.commit_seconds < 0:
             raise UsageError("--commit-rows must be at least 1 and --commit-seconds 0 or more")
 
@@ -209,28 +212,51 @@ def _one_line(text: str) -> str:
 _Prepared = tuple[str, bool, Any]  # (id, ok, prepared value or status text)
 
 
-def _prepare_chunk(step: Step, rows: list[dict[str, Any]]) -> list[_Prepared]:
+def held_bytes(value: Any, depth: int = 0) -> int:
+    """Bytes a prepared value holds in pixels and buffers: images, arrays and bytes, also inside tuples,
+    lists, dicts and objects' attributes (a few levels down)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    nbytes = getattr(value, "nbytes", None)  # numpy arrays, torch tensors
+    if isinstance(nbytes, int):
+        return nbytes
+    if hasattr(value, "getbands") and isinstance(getattr(value, "size", None), tuple):  # a PIL image
+        width, height = value.size
+        return int(width * height * len(value.getbands()))
+    if depth >= 3 or isinstance(value, (str, int, float)):
+        return 0
+    if isinstance(value, dict):
+        return sum(held_bytes(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(held_bytes(v, depth + 1) for v in value)
+    return sum(held_bytes(v, depth + 1) for v in getattr(value, "__dict__", {}).values())
+
+
+def _prepare_chunk(step: Step, rows: list[dict[str, Any]]) -> tuple[list[_Prepared], int]:
     out: list[_Prepared] = []
     for row in rows:
         try:
             out.append((row["id"], True, step.prepare(row)))
         except Exception as exc:
             out.append((row["id"], False, error_status(exc)))
-    return out
+    return out, sum(held_bytes(value) for _, ok, value in out if ok)
 
 
 @dataclass
 class _Batch:
-    chunks: list[Future[list[_Prepared]]]
+    chunks: list[Future[tuple[list[_Prepared], int]]] = field(default_factory=list)
+    bytes: int = 0  # of its finished chunks
 
 
 def _chunks(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, Any]]]:
-    size = max(1, -(-len(rows) // n))
+    size = max(1, min(CHUNK_ROWS, -(-len(rows) // n)))
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 class _Prefetcher:
-    """Reads pending batches and submits their `prepare` work ahead of the consumer, boundedly."""
+    """Reads pending batches and submits their `prepare` work ahead of the consumer, bounded in batches
+    (`prefetch`) and in bytes: prepared rows not yet processed hold at most about `prefetch_bytes`, as a
+    batch is cut short (handed over as it is) once its share of that is prepared."""
 
     _END = object()
 
@@ -239,6 +265,12 @@ class _Prefetcher:
     ) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=opts.prefetch)
         self._stop = threading.Event()
+        self._room = threading.Condition()
+        self._held = 0  # bytes of prepared rows that `process` has not finished with
+        self._running = 0  # prepare tasks submitted and not finished
+        self._max_running = 2 * opts.workers  # one under way and one queued per worker
+        self._budget = opts.prefetch_bytes
+        self._share = max(1, opts.prefetch_bytes // (opts.prefetch + 1))  # one batch's bytes
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._fill, args=(batches, step, pool, opts.workers), daemon=True, name="vl-prefetch"
@@ -248,27 +280,57 @@ class _Prefetcher:
     def _fill(self, batches: Iterator[pa.RecordBatch], step: Step, pool: Executor, workers: int) -> None:
         try:
             for batch in batches:
-                rows = batch.to_pylist()
-                futures = [pool.submit(_prepare_chunk, step, chunk) for chunk in _chunks(rows, workers)]
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(_Batch(futures), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                cut = _Batch()
+                for chunk in _chunks(batch.to_pylist(), workers):
+                    cut = self._make_room(cut)
+                    if self._stop.is_set():
+                        return
+                    with self._room:
+                        self._running += 1
+                    future = pool.submit(_prepare_chunk, step, chunk)
+                    cut.chunks.append(future)
+                    future.add_done_callback(functools.partial(self._finished, cut))
+                if cut.chunks and not self._put(cut):
                     return
         except BaseException as exc:  # surfaced in the consumer thread
             self._error = exc
         finally:
             self._put_end()
 
-    def _put_end(self) -> None:
+    def _finished(self, batch: _Batch, future: Future[tuple[list[_Prepared], int]]) -> None:
+        nbytes = future.result()[1] if not future.cancelled() and future.exception() is None else 0
+        with self._room:
+            self._running -= 1
+            self._held += nbytes
+            batch.bytes += nbytes
+            self._room.notify_all()
+
+    def _make_room(self, cut: _Batch) -> _Batch:
+        """Wait until another chunk may start; hand `cut` over first (and return a new one) once it
+        holds its share of the bytes, or when the bytes wait on the consumer and it may have nothing."""
+        while not self._stop.is_set():
+            with self._room:
+                over = self._held >= self._budget
+                if not (cut.chunks and (cut.bytes >= self._share or over)):
+                    if not over and self._running < self._max_running:
+                        return cut
+                    self._room.wait(timeout=0.1)
+                    continue
+            if not self._put(cut):
+                break
+            cut = _Batch()
+        return cut
+
+    def _put(self, item: Any) -> bool:
         while not self._stop.is_set():
             try:
-                self._queue.put(self._END, timeout=0.1)
-                return
+                self._queue.put(item, timeout=0.1)
+                return True
             except queue.Full:
+        return False
+
+    def _put_end(self) -> None:
+        self._put(self._END)
                 continue
 
     def __iter__(self) -> Iterator[list[_Prepared]]:
@@ -278,10 +340,16 @@ class _Prefetcher:
                 if self._error is not None:
                     raise self._error
                 return
-            yield [p for f in item.chunks for p in f.result()]
+            results = [f.result() for f in item.chunks]
+            yield [p for prepared, _ in results for p in prepared]
+            with self._room:  # `process` is done with this batch
+                self._held -= sum(nbytes for _, nbytes in results)
+                self._room.notify_all()
 
     def close(self) -> None:
         """Stop reading ahead."""
+        with self._room:
+            self._room.notify_all()
         self._stop.set()
         self._thread.join(timeout=5)
 

@@ -15,7 +15,7 @@ from vlcli.backends.base import DEVICES, DTYPES, require
 from vlcli.backends.dinov2 import DEFAULT_MODEL, embedding_dim
 from vlcli.crops import Box, CropGrid, grid_boxes, resized_size, to_original
 from vlcli.errors import UsageError
-from vlcli.images import decode
+from vlcli.images import check_pixels, decode
 from vlcli.schema import Column
 from vlcli.steps.base import RowSkipped, Step
 
@@ -135,13 +135,16 @@ class CropStep(Step):
         return {**self.__dict__, "embedder": None, "_buffers": {}}
 
     def prepare(self, row: dict[str, Any]) -> _Prepared:
-        """Decode (JPEG draft mode down to the resize target) and resize the short side to R."""
+        """Decode (at a reduced size, down to the resize target) and resize the short side to R; a row
+        whose resized image would take more than STEP_MAX_PIXELS is skipped before anything is decoded."""
         r = self.settings.resize_to
+        if row["width"] and row["height"]:
+            _check_resize((row["width"], row["height"]), r)
         img = decode(row["image"], min_side=r)
         original = (row["width"] or img.width, row["height"] or img.height)
         if min(original) < self.settings.min_side:
             raise RowSkipped(f"too small ({original[0]}x{original[1]} < --min-side {self.settings.min_side})")
-        resized = resized_size(img.width, img.height, r)
+        resized = _check_resize(img.size, r)
         return _Prepared(
             resize_rgb(img, resized), grid_boxes(*resized, self.settings.grid), resized, original
         )
@@ -242,6 +245,13 @@ def resize_rgb(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
     if img.size != size:
         img = img.resize(size, Image.Resampling.BICUBIC)
     return np.array(img)  # writable: torch.from_numpy warns on the read-only array np.asarray gives
+
+
+def _check_resize(size: tuple[int, int], r: int) -> tuple[int, int]:
+    """The size `size` resizes to (short side `r`); TooLarge when that is over STEP_MAX_PIXELS."""
+    resized = resized_size(*size, r)
+    check_pixels(resized, f"resizing {size[0]}x{size[1]} to short side {r} gives")
+    return resized
 
 
 def _is_square(p: _Prepared) -> bool:
