@@ -124,7 +124,6 @@ class Step:
         """The predicate selecting rows this step still has to do (`columns`: the table's columns)."""
         return self.todo_filter(retry_errors, columns, self.provenance())
 
-
     def setup(self) -> None:
         """Load models once per process, before the first batch (not called when nothing is pending)."""
 
@@ -265,13 +264,13 @@ class _Prefetcher:
     ) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=opts.prefetch)
         self._stop = threading.Event()
+        self._error: BaseException | None = None
         self._room = threading.Condition()
         self._held = 0  # bytes of prepared rows that `process` has not finished with
         self._running = 0  # prepare tasks submitted and not finished
         self._max_running = 2 * opts.workers  # one under way and one queued per worker
         self._budget = opts.prefetch_bytes
         self._share = max(1, opts.prefetch_bytes // (opts.prefetch + 1))  # one batch's bytes
-        self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._fill, args=(batches, step, pool, opts.workers), daemon=True, name="vl-prefetch"
         )
@@ -327,11 +326,11 @@ class _Prefetcher:
                 self._queue.put(item, timeout=0.1)
                 return True
             except queue.Full:
+                continue
         return False
 
     def _put_end(self) -> None:
         self._put(self._END)
-                continue
 
     def __iter__(self) -> Iterator[list[_Prepared]]:
         while True:
@@ -348,9 +347,9 @@ class _Prefetcher:
 
     def close(self) -> None:
         """Stop reading ahead."""
+        self._stop.set()
         with self._room:
             self._room.notify_all()
-        self._stop.set()
         self._thread.join(timeout=5)
 
 
