@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from vlcli import demo as demo_module
 from vlcli.cli.app import app
@@ -110,10 +111,19 @@ def test_runs_every_listed_step_with_a_progress_each(tmp_path: Path, monkeypatch
     assert result.review is not None and result.review.name == "review.html" and result.review.exists()
 
 
-def test_cli_runs_and_ends_with_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo_module, "DEMO_STEPS", REAL_STEPS)
-    out = tmp_path / "cli-demo"
-    result = CliRunner().invoke(app, ["demo", str(out), "--images", "12", "--seed", "3"])
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
+    """`vl demo cli-demo --images 12 --seed 3` with every step, run in a fresh folder (its cwd)."""
+    cwd = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo_module, "DEMO_STEPS", REAL_STEPS)
+        patch.chdir(cwd)
+        return cwd, CliRunner().invoke(app, ["demo", "cli-demo", "--images", "12", "--seed", "3"])
+
+
+def test_cli_runs_and_ends_with_status(cli_run: tuple[Path, Result]) -> None:
+    cwd, result = cli_run
+    out = cwd / "cli-demo"
     assert result.exit_code == 0, result.output
     text = result.output
     assert "wrote 12 files" in text
@@ -131,8 +141,34 @@ def test_cli_runs_and_ends_with_status(tmp_path: Path, monkeypatch: pytest.Monke
     selected = table.count("bin_selected = true")
     assert table.count("synth_status = 'ok'") == selected > 0  # the stub LLM answered every binned row
     assert table.count("validate_status = 'ok'") == selected  # every row with Q/A was validated
-    assert "Q/A" in text and text.rstrip().endswith(f"review page: {out / 'review.html'}")
+    assert "Q/A" in text and text.rstrip().endswith(f"review page: {(out / 'review.html').resolve()}")
     assert (out / "review.html").stat().st_size > 0
+
+
+def printed_commands(output: str) -> list[list[str]]:
+    """The commands listed under the demo's "try next:", as argv lists without the leading `vl`."""
+    lines = output.split("try next:\n", 1)[1].splitlines()
+    commands = []
+    for line in lines:
+        if not line.startswith("  vl "):
+            break
+        commands.append(shlex.split(line.strip())[1:])
+    return commands
+
+
+def test_printed_commands_run_as_printed_in_order(
+    cli_run: tuple[Path, Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd, result = cli_run
+    commands = printed_commands(result.output)
+    assert [c[0] for c in commands] == ["status", "query", "query", "query", "export", "export"]
+    monkeypatch.chdir(cwd)
+    for argv in commands:
+        ran = CliRunner().invoke(app, argv)
+        assert ran.exit_code == 0, f"vl {shlex.join(argv)}: {ran.output}"
+    assert (cwd / "cli-demo" / "demo-export" / "qa.jsonl").stat().st_size > 0
+    # the command for your own images is printed apart, as something to adapt rather than run
+    assert "vl run path/to/your/images" in result.output.split("try next:", 1)[1]
 
 
 def test_cli_quiet_prints_only_status(tmp_path: Path) -> None:

@@ -314,13 +314,15 @@ def test_file_options_errors(qa_table: QATable, tmp_path: Path) -> None:
         export(t, jsonl=tmp_path / "a.jsonl", hf=tmp_path / "h")
     with pytest.raises(UsageError, match="--columns and --no-image"):
         export(t, jsonl=tmp_path / "a.jsonl", columns=["bin"])
-    with pytest.raises(ExportError, match="does not exist"):
-        export(t, jsonl=tmp_path / "nope" / "a.jsonl")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ExportError, match="is a file"):
+        export(t, jsonl=tmp_path / "afile" / "sub" / "a.jsonl")
     (tmp_path / "a.jsonl").write_text("mine\n")
     with pytest.raises(ExportError, match="exists: pass --overwrite"):
         export(t, jsonl=tmp_path / "a.jsonl")
     assert (tmp_path / "a.jsonl").read_text() == "mine\n" and not (tmp_path / "i").exists()
     assert export(t, jsonl=tmp_path / "a.jsonl", overwrite=True).items == 3
+    assert export(t, jsonl=tmp_path / "new" / "deep" / "a.jsonl").items == 3  # its folders are made
 
 
 # --- the per-item --hf dataset ---------------------------------------------------------------

@@ -137,7 +137,7 @@ class RecordSink:
 
 def check_file_target(path: Path, images: Path | None, table: Table, overwrite: bool) -> None:
     """Refuse a file target that exists (unless `overwrite`), is a folder, lies inside the image folder or
-    the table, or whose folder does not exist."""
+    the table, or whose folder cannot be made (a missing folder is made when the export writes)."""
     resolved = path.resolve()
     flag = f"{str(path)!r}"
     if resolved.is_relative_to(Path(table.path).resolve()):
@@ -149,8 +149,9 @@ def check_file_target(path: Path, images: Path | None, table: Table, overwrite: 
         )
     if resolved.is_dir():
         raise ExportError(f"{flag} is a folder: give a file name")
-    if not resolved.parent.is_dir():
-        raise ExportError(f"the folder of {flag} does not exist: create it first")
+    existing = next(p for p in resolved.parents if p.exists())
+    if not existing.is_dir():
+        raise ExportError(f"{str(existing)!r} is a file, so {flag} cannot be written: pick another path")
     if resolved.exists() and not overwrite:
         raise ExportError(f"{flag} exists: pass --overwrite to replace it")
 
@@ -184,6 +185,7 @@ def qa_file_writer(
             ex._write_marker(images, table, report, view)
         batches = _rows_with_items(ex._scan(table, reads, predicate), validated, report, progress)
         part = path.with_name(f".{path.name}.part")
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with _new_text_file(part) as out:
                 sink = RecordSink(out, as_list=fmt != "jsonl")

@@ -80,17 +80,19 @@ def _print_written(result: DemoResult) -> None:
 
 
 def _print_next(result: DemoResult) -> None:
+    """Commands to try on the demo's table, each runnable as printed, in this order."""
     table = shlex.quote(str(result.table))
-    export = shlex.quote(str(result.directory / EXPORT_NAME))
+    export = result.directory / EXPORT_NAME
     lines = [
         f"vl status {table}",
         f'vl query {table} "SELECT format, count(*) AS n FROM images GROUP BY format"',
         f"vl query {table} \"SELECT source, ingest_status FROM images WHERE ingest_status <> 'ok'\"",
         f'vl query {table} "SELECT bin, count(*) AS n FROM images WHERE bin_selected GROUP BY bin"',
-        f"vl export {table} --jsonl {export}/qa.jsonl --all-items",
-        f"vl export {table} --parquet {export}",
-        "vl run path/to/your/images my.lance --preset fast   # real models, small enough for a CPU",
+        f"vl export {table} --jsonl {shlex.quote(str(export / 'qa.jsonl'))} --all-items",
+        f"vl export {table} --parquet {shlex.quote(str(export / 'parquet'))}",
     ]
     console.print(f"\ndone in {result.seconds:.1f}s; try next:", highlight=False)
     for line in lines:
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    console.print("then on your own images, with real models small enough for a CPU:", highlight=False)
+    console.print("  vl run path/to/your/images my.lance --preset fast", highlight=False, markup=False)
