@@ -21,6 +21,14 @@ class TableExistsError(VlError):
     """A table was to be created where one already exists."""
 
 
+class TableWriteError(VlError):
+    """The table (or an output folder) cannot be written: read-only, deleted during the run, or full."""
+
+
+class DuplicateIdsError(VlError):
+    """The table holds several rows with one id; `vl repair` removes the extra copies."""
+
+
 class SourceError(VlError):
     """An ingest source cannot be read or understood."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
@@ -13,13 +14,31 @@ from typing import Any
 import lance
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from vlcli.errors import QueryError, TableExistsError, TableNotFoundError, VlError
+from vlcli.errors import (
+    DuplicateIdsError,
+    QueryError,
+    TableExistsError,
+    TableNotFoundError,
+    TableWriteError,
+    VlError,
+)
 
 # Lance raises plain OSError/RuntimeError for commit conflicts; these words identify them.
 _CONFLICT_WORDS = ("conflict", "retryable", "concurrent")
 _META_PREFIX = "vl."
 _NO_COMPRESSION = {b"lance-encoding:compression": b"none"}
+# With `id` declared the primary key, two merge-inserts of one new id conflict (Lance compares the keys
+# each inserted) and the later one is retried against the winner's rows: concurrent ingests store an id once.
+_PRIMARY_KEY = b"lance-schema:unenforced-primary-key"
+# Lance writes each new file under a `.tmp*` name and renames it when complete; a killed writer leaves it.
+_TEMP_PREFIX = ".tmp"
+# A writer appends to its temporary file continuously (data is encoded in memory and streamed out), so a
+# file untouched this long has no writer left. Younger ones may belong to a concurrent run: keep them.
+ORPHAN_AGE = timedelta(minutes=10)
+_NOT_WRITABLE = ("permission denied", "not permitted", "read-only file system", "os error 13", "os error 30")
+_RUST_LOCATION = re.compile(r",?\s*\S+\.rs:\d+:\d+")
 
 
 def _is_conflict(exc: BaseException) -> bool:
@@ -63,10 +82,15 @@ class Table:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], schema: pa.Schema) -> Table:
-        """Create an empty table with `schema`."""
+        """Create an empty table with `schema` (`id`, when present, as its primary key)."""
         if table_exists(path):
             raise TableExistsError(f"a table already exists at {os.fspath(path)!r}")
-        ds = lance.write_dataset(_storage_schema(schema).empty_table(), os.fspath(path), mode="create")
+        try:
+            ds = lance.write_dataset(_storage_schema(schema).empty_table(), os.fspath(path), mode="create")
+        except OSError as exc:
+            if table_exists(path):
+                raise TableExistsError(f"a table already exists at {os.fspath(path)!r}") from exc
+            raise _write_error(os.fspath(path), exc, creating=True) from exc
         return cls(path, ds)
 
     @classmethod
@@ -74,7 +98,10 @@ class Table:
         """Open the table at `path`, creating it with `schema` when absent."""
         if table_exists(path):
             return cls.open(path)
-        return cls.create(path, schema)
+        try:
+            return cls.create(path, schema)
+        except TableExistsError:
+            return cls.open(path)  # another process created it a moment ago
 
     def snapshot(self) -> Table:
         """A handle pinned to the current version: reads stay consistent while others commit."""
@@ -185,10 +212,18 @@ class Table:
         return self.vector_indices(column)[0]
 
     # --- writing ---------------------------------------------------------------------------
-    def append(self, rows: pa.Table) -> None:
-        """Append new rows; columns the rows lack are written as NULL."""
-        if rows.num_rows == 0:
-            return
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn Lance's write failures into one-line errors that say what is wrong with the table."""
+        if not table_exists(self.path):
+            raise _write_error(self.path, None)
+        try:
+            yield
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
+
+    def _conform(self, rows: pa.Table) -> pa.Table:
+        """`rows` in the table's schema: columns cast, the ones the rows lack filled with NULL."""
         schema = self.schema
         missing = [n for n in rows.column_names if n not in schema.names]
         if missing:
@@ -199,8 +234,103 @@ class Table:
             else pa.nulls(rows.num_rows, f.type)
             for f in schema
         ]
-        data = pa.Table.from_arrays(arrays, schema=schema)
-        self._ds = _retry(lambda: lance.write_dataset(data, self.path, mode="append"))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def append(self, rows: pa.Table) -> None:
+        """Append new rows; columns the rows lack are written as NULL."""
+        if rows.num_rows == 0:
+            return
+        data = self._conform(rows)
+        with self._writing():
+            self._ds = _retry(lambda: lance.write_dataset(data, self.path, mode="append"))
+
+    def insert_new(self, rows: pa.Table) -> int:
+        """Append the rows whose `id` the table lacks (even if another process adds it meanwhile); return
+        how many were inserted."""
+        if rows.num_rows == 0:
+            return 0
+        data = self._conform(rows)
+
+        def merge() -> int:
+            stats = self._ds.merge_insert("id").when_not_matched_insert_all().execute(data)
+            return int(stats["num_inserted_rows"])
+
+        with self._writing():
+            inserted: int = _retry(merge)
+            self.refresh()
+        return inserted
+
+    def declare_id_key(self) -> None:
+        """Make `id` the table's primary key (tables made before vl did this at creation), so concurrent
+        `insert_new` calls cannot store one id twice."""
+
+        def declare() -> None:
+            self.refresh()
+            field = self.schema.field("id")
+            if (field.metadata or {}).get(_PRIMARY_KEY) == b"true":
+                return
+            if field.nullable:
+                self._ds.alter_columns({"path": "id", "nullable": False})  # type: ignore[dict-item]
+            self._ds.update_field_metadata({"id": {_PRIMARY_KEY.decode(): "true"}})
+            self.refresh()
+
+        with self._writing():
+            _retry(declare)
+
+    def duplicate_ids(self) -> list[str]:
+        """Ids stored in more than one row (two ingests that ran at once before ids were a key)."""
+        ids = pa.Table.from_batches(list(self.scan(["id"], batch_size=65536)), schema=self._project(["id"]))
+        counts = ids.group_by("id").aggregate([("id", "count")])
+        return [str(i) for i in counts.filter(pc.greater(counts["id_count"], 1))["id"].to_pylist()]
+
+    def remove_duplicate_ids(self, chunk: int = 1000) -> int:
+        """Delete all but one row of every id stored more than once; return how many rows were deleted.
+
+        The copy kept is the one with the most columns filled (the most step work), then the first stored.
+        """
+        duplicated = self.duplicate_ids()
+        names = [f.name for f in self.schema if not _is_bytes(f.type)]  # never read image bytes
+        removed = 0
+        for start in range(0, len(duplicated), chunk):
+            listed = ", ".join(_quote(i) for i in duplicated[start : start + chunk])
+            rows = self._ds.to_table(columns=names, filter=f"id IN ({listed})", with_row_address=True)
+            filled = [sum(rows[n][i].is_valid for n in names) for i in range(rows.num_rows)]
+            order = sorted(
+                range(rows.num_rows),
+                key=lambda i: (rows["id"][i].as_py(), -filled[i], rows["_rowaddr"][i].as_py()),
+            )
+            seen: set[str] = set()
+            drop = []
+            for i in order:
+                if rows["id"][i].as_py() in seen:
+                    drop.append(rows["_rowaddr"][i].as_py())
+                seen.add(rows["id"][i].as_py())
+            predicate = f"_rowaddr IN ({', '.join(map(str, drop))})"
+            with self._writing():
+                _retry(lambda predicate=predicate: self._ds.delete(predicate))
+            removed += len(drop)
+        self.refresh()
+        return removed
+
+    def remove_orphan_files(self, older_than: timedelta = ORPHAN_AGE) -> tuple[int, int]:
+        """Delete the temporary files interrupted writes left in the table's folders, when untouched for
+        `older_than`; return (files, bytes) removed. Files that cannot be removed are left alone."""
+        cutoff = time.time() - older_than.total_seconds()
+        files = size = 0
+        for root, _dirs, names in os.walk(self.path):
+            for name in names:
+                if not name.startswith(_TEMP_PREFIX):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    info = os.lstat(path)
+                    if info.st_mtime > cutoff:
+                        continue
+                    os.unlink(path)
+                except OSError:  # removed by someone else, or a read-only table: not ours to insist on
+                    continue
+                files, size = files + 1, size + info.st_size
+        return files, size
 
     def ensure_columns(self, fields: Iterable[pa.Field]) -> list[str]:
         """Add the fields the table lacks as all-NULL columns (metadata only); return their names."""
@@ -214,7 +344,8 @@ class Table:
                 self.refresh()
             return [f.name for f in missing]
 
-        added: list[str] = _retry(add)
+        with self._writing():
+            added: list[str] = _retry(add)
         for f in wanted:
             have = self.schema.field(f.name).type
             if have != f.type:
@@ -231,8 +362,9 @@ class Table:
         def merge() -> None:
             self._ds.merge_insert("id").when_matched_update_all().write_mode("rewrite_columns").execute(data)
 
-        _retry(merge)
-        self.refresh()
+        with self._writing():
+            _retry(merge)
+            self.refresh()
 
     # --- versions and metadata -------------------------------------------------------------
     def tag(self, name: str) -> str:
@@ -240,7 +372,8 @@ class Table:
         self.refresh()
         tag = f"{name}-v{self.version}"
         if tag not in self._ds.tags.list():
-            self._ds.tags.create(tag, self.version)
+            with self._writing():
+                self._ds.tags.create(tag, self.version)
         return tag
 
     def tags(self) -> dict[str, int]:
@@ -253,7 +386,8 @@ class Table:
 
     def cleanup(self, older_than: timedelta = timedelta(seconds=30)) -> None:
         """Delete old versions' files (tagged versions are kept)."""
-        self._ds.cleanup_old_versions(older_than=older_than, error_if_tagged_old_versions=False)
+        with self._writing():
+            self._ds.cleanup_old_versions(older_than=older_than, error_if_tagged_old_versions=False)
 
     def size_on_disk(self) -> int:
         """Bytes the table's folder takes on disk."""
@@ -267,8 +401,9 @@ class Table:
     def set_metadata(self, key: str, value: Any) -> None:
         """Store a JSON value in the table's config under `vl.<key>`."""
         text = json.dumps(value, sort_keys=True, default=str)
-        _retry(lambda: self._ds.update_config({_META_PREFIX + key: text}))
-        self.refresh()
+        with self._writing():
+            _retry(lambda: self._ds.update_config({_META_PREFIX + key: text}))
+            self.refresh()
 
     def metadata(self) -> dict[str, Any]:
         """Every `vl.` metadata value stored on the table."""
@@ -281,12 +416,49 @@ class Table:
 def _storage_schema(schema: pa.Schema) -> pa.Schema:
     """`schema` with binary columns stored uncompressed: image bytes are already compressed, and Lance's
     default compression burnt ~1.3 s of CPU per GB ingested for nothing. The encoding chosen at creation
-    applies to every later append."""
-    fields = [
-        f.with_metadata({**(f.metadata or {}), **_NO_COMPRESSION}) if pa.types.is_large_binary(f.type) else f
-        for f in schema
-    ]
-    return pa.schema(fields, metadata=schema.metadata)
+    applies to every later append. `id`, when present, is the primary key (see `_PRIMARY_KEY`)."""
+
+    def stored(f: pa.Field) -> pa.Field:
+        if pa.types.is_large_binary(f.type):
+            return f.with_metadata({**(f.metadata or {}), **_NO_COMPRESSION})
+        if f.name == "id":
+            return f.with_nullable(False).with_metadata({**(f.metadata or {}), _PRIMARY_KEY: b"true"})
+        return f
+
+    return pa.schema([stored(f) for f in schema], metadata=schema.metadata)
+
+
+def _is_bytes(t: pa.DataType) -> bool:
+    return bool(pa.types.is_binary(t) or pa.types.is_large_binary(t))
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _write_error(path: str, exc: BaseException | None, creating: bool = False) -> VlError:
+    """A one-line error for a failed write to the table at `path`: which table, what is wrong, what to do."""
+    if exc is None or (not creating and not table_exists(path)):
+        return TableWriteError(
+            f"table {path!r} was deleted or moved during the run; nothing more was written to it"
+        )
+    reason = _RUST_LOCATION.sub("", _first_line(exc))
+    reason = re.sub(r"^(LanceError\(\w+\)|Invalid user input):\s*", "", reason).strip()
+    lowered = reason.lower()
+    if "ambiguous merge insert" in lowered:
+        return DuplicateIdsError(
+            f"table {path!r} holds several rows with the same id (two ingests ran at once); "
+            f"run `vl repair {path}` to remove the extra copies"
+        )
+    if any(word in lowered for word in _NOT_WRITABLE):
+        why = reason.split(" (os error")[0]
+        return TableWriteError(
+            f"table {path!r} is not writable ({why}); make its folder writable, or use another table path"
+        )
+    if "no space left" in lowered:
+        return TableWriteError(f"no space left for table {path!r}; free some disk space and rerun to resume")
+    action = "create" if creating else "write to"
+    return TableWriteError(f"cannot {action} table {path!r}: {reason}")
 
 
 def _first_line(exc: BaseException) -> str:
