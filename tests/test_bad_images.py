@@ -111,8 +111,8 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[IngestReport, di
 def test_every_file_gets_exactly_one_row(ingested: tuple[IngestReport, dict[str, dict[str, Any]]]) -> None:
     report, rows = ingested
     assert sorted(rows) == sorted(CORPUS)
-    assert report.seen == report.added == len(CORPUS)
-    assert report.errors == sum(1 for _, status, _ in CORPUS.values() if status != "ok")
+    errors = sum(1 for _, status, _ in CORPUS.values() if status != "ok")
+    assert (report.seen, report.added, report.errors) == (len(CORPUS), len(CORPUS) - errors, errors)
 
 
 @pytest.mark.parametrize("name", [n for n, (_, status, _) in CORPUS.items() if status == "ok"])
@@ -153,7 +153,7 @@ def test_the_report_counts_errors_by_reason(ingested: tuple[IngestReport, dict[s
 def test_error_rows_are_idempotent_too(bad_folder: Path, tmp_path: Path) -> None:
     ingest(bad_folder, tmp_path / "t.lance")
     again = ingest(bad_folder, tmp_path / "t.lance")
-    assert again.added == 0 and again.duplicates == len(CORPUS)
+    assert again.added == 0 and again.duplicates == len(CORPUS) - 6
     assert again.errors == 6  # still reported: the files are still bad
     assert Table.open(tmp_path / "t.lance").count() == len(CORPUS)
 
@@ -164,7 +164,7 @@ def test_max_pixels_turns_a_normal_image_into_an_error_row(tmp_path: Path) -> No
     (folder / "a.jpg").write_bytes(jpeg_bytes(1, (100, 100)))
     (folder / "b.jpg").write_bytes(jpeg_bytes(2, (10, 10)))
     report = ingest(folder, tmp_path / "t.lance", IngestOptions(max_pixels=5_000))
-    assert (report.added, report.errors) == (2, 1)
+    assert (report.added, report.errors) == (1, 1)
     rows = Table.open(tmp_path / "t.lance").to_arrow(["source", "ingest_status"]).to_pylist()
     statuses = {r["source"]: r["ingest_status"] for r in rows}
     assert statuses[str(folder / "a.jpg")].startswith("error: too many pixels: 100x100")

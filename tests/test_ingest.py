@@ -146,7 +146,7 @@ def test_a_dangling_link_gets_an_error_row(tmp_path: Path) -> None:
     write(folder / "a.jpg", jpeg_bytes(1))
     (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
     report = ingest(folder, tmp_path / "t.lance")
-    assert (report.added, report.errors) == (2, 1)
+    assert (report.added, report.errors) == (1, 1)
     assert rows_of(tmp_path / "t.lance")[1]["ingest_status"] == "error: file not found"
 
 
@@ -177,9 +177,35 @@ def test_reingesting_adds_nothing_and_leaves_the_rows_unchanged(
 
     again = ingest(folder, tmp_path / "t.lance")
 
-    assert (first.added, first.errors) == (7, 1)
-    assert (again.seen, again.added, again.duplicates, again.already_in_table) == (7, 0, 7, 7)
+    assert (first.added, first.errors) == (6, 1)
+    assert (again.seen, again.added, again.duplicates, again.errors, again.already_in_table) == (
+        7,
+        0,
+        6,
+        1,
+        6,
+    )
     assert rows_of(tmp_path / "t.lance") == before
+
+
+def test_every_item_seen_is_counted_in_exactly_one_bucket(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    for i in range(3):
+        write(folder / f"{i}.jpg", jpeg_bytes(i))
+    write(folder / "copy.jpg", jpeg_bytes(0))
+    write(folder / "broken.jpg", b"not an image")
+    write(folder / "notes.txt", b"ignored: no image extension")
+
+    first = ingest(folder, tmp_path / "t.lance")
+    again = ingest(folder, tmp_path / "t.lance")
+
+    # 5 image files: on the first run 3 new images, 1 copy of one of them, 1 broken file
+    assert (first.seen, first.added, first.duplicates, first.errors, first.ignored) == (5, 3, 1, 1, 1)
+    # the second run: the same 5, and the broken one is still an error, not also a duplicate
+    assert (again.seen, again.added, again.duplicates, again.errors, again.ignored) == (5, 0, 4, 1, 1)
+    for report in (first, again):
+        assert report.seen == report.added + report.duplicates + report.errors
+    assert Table.open(tmp_path / "t.lance").count() == 4  # 3 images and the broken file's error row
 
 
 def test_identical_files_are_stored_once_and_reported(tmp_path: Path) -> None:
@@ -205,11 +231,12 @@ def test_rows_are_appended_in_batches_with_progress(
     report = ingest(folder, tmp_path / "t.lance", IngestOptions(batch_rows=3), progress)
 
     table = Table.open(tmp_path / "t.lance")
-    assert table.count() == 11 and len(table.fragment_ids()) == 4  # ceil(11 / 3) appends
+    # ceil(11 / 3) batches; the one holding bad.png appends its error row apart (one more commit)
+    assert table.count() == 11 and len(table.fragment_ids()) == 5
     assert progress.calls[0] == ("start", "ingest", 11)
     assert progress.calls[-1] == ("finish",)
     assert progress.advanced() == (11, 1)
-    assert report.added == 11
+    assert (report.added, report.errors) == (10, 1)
 
 
 def test_batch_bytes_caps_an_append(image_folder: Callable[..., Path], tmp_path: Path) -> None:
@@ -257,7 +284,7 @@ def test_a_text_file_of_paths(tmp_path: Path) -> None:
 
     report = ingest(listing, tmp_path / "t.lance")
 
-    assert (report.seen, report.added, report.duplicates, report.errors) == (5, 4, 1, 2)
+    assert (report.seen, report.added, report.duplicates, report.errors) == (5, 2, 1, 2)
     rows = {r["source"]: r for r in rows_of(tmp_path / "t.lance")}
     assert rows[str(a)]["image"] == a.read_bytes() and rows[str(b)]["ingest_status"] == "ok"
     missing = rows[str(tmp_path / "imgs" / "missing.jpg")]
@@ -369,7 +396,7 @@ def test_a_row_without_an_image_gets_an_error_row(tmp_path: Path) -> None:
 
     report = ingest(folder, tmp_path / "t.lance")
 
-    assert (report.added, report.errors) == (2, 1)
+    assert (report.added, report.errors) == (1, 1)
     statuses = [r["ingest_status"] for r in rows_of(tmp_path / "t.lance")]
     assert statuses == ["ok", "error: no image in this row"]
 
@@ -499,7 +526,7 @@ def test_cli_prints_a_summary(image_folder: Callable[..., Path], tmp_path: Path)
     result = vl(str(folder), str(tmp_path / "t.lance"), "--quiet")
 
     assert result.exit_code == 0, result.output
-    assert "ingest: 4 added, 1 duplicate, 1 error, 1 ignored; 5 seen in" in result.output
+    assert "ingest: 5 seen = 3 added + 1 duplicate + 1 error; 1 ignored;" in result.output
     assert "duplicates: 0 already in the table, 1 identical to an earlier item of this run" in result.output
     assert "error: not an image" in result.output
     assert "ignored 1 files without an image extension (.md 1)" in result.output

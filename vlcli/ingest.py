@@ -5,12 +5,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import stat
 import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,6 +28,13 @@ from vlcli.storage import Table, table_exists
 _CHUNK_ROWS = 16  # records per worker task: amortises task overhead, keeps the pool busy
 _CHUNK_BYTES = 16 * 2**20
 _ARROW_CHUNK_BYTES = 4 * 2**20  # well under glibc's mmap threshold (32 MB): reused, not faulted in
+DEFAULT_MAX_FILE_SIZE = 256 * 2**20  # far above any real photo; a file is read whole, so this bounds memory
+_NOT_FILES = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class IngestOptions:
     image_column: str | None = None  # overrides auto-detection (Hugging Face / Parquet)
     keep_columns: tuple[str, ...] = ()  # source columns carried along as table columns
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger files get an error row and are not read
+    allow_external_paths: bool = False  # image cells holding a path may point outside the dataset folder
     batch_rows: int = 512  # append every N rows or batch_bytes, whichever first (flat memory)
     batch_bytes: int = 256 * 2**20
     workers: int = field(default_factory=lambda: min(8, (os.cpu_count() or 1) + 2))  # file reading + hashing
@@ -45,6 +55,8 @@ class IngestOptions:
     def __post_init__(self) -> None:
         if self.max_pixels < 1:
             raise UsageError("--max-pixels must be at least 1")
+        if self.max_file_size < 1:
+            raise UsageError("--max-file-size must be at least 1")
         if self.batch_rows < 1:
             raise UsageError("--batch-rows must be at least 1")
         if self.batch_bytes < 1:
@@ -58,19 +70,20 @@ class IngestOptions:
 
 @dataclass
 class IngestReport:
-    """What an ingest run did. seen = added + duplicates; errors counts unusable items seen (new or not)."""
+    """What an ingest run did. Every item seen lands in one bucket: seen = added + duplicates + errors."""
 
     seen: int = 0
-    added: int = 0
-    duplicates: int = 0  # already in the table, or an identical item earlier in this run
-    errors: int = 0
-    ignored: int = 0  # files skipped for their extension
+    added: int = 0  # usable images new to the table
+    duplicates: int = 0  # usable images already in the table, or identical to an earlier item of this run
+    errors: int = 0  # unusable items (their error row is stored once, by whichever run saw them first)
+    ignored: int = 0  # files skipped for their extension (never read, not counted in seen)
     reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     bytes_read: int = 0
     table: str = ""
-    already_in_table: int = 0  # the part of `duplicates` that a previous run had stored
+    already_in_table: int = 0  # the part of `duplicates` that a previous (or concurrent) run had stored
     ignored_extensions: Counter[str] = field(default_factory=Counter)
+    temp_files_removed: int = 0  # orphan files of interrupted earlier writes, removed before this run
 
     @property
     def mb_per_second(self) -> float:
@@ -91,6 +104,7 @@ class _Row:
     file_size: int | None
     status: str
     warnings: str | None = None  # what Pillow warned about while probing (a corrupt EXIF block)
+    read: bool = True  # False: refused unread (file_size is then its size on disk)
 
 
 @functools.cache
@@ -117,9 +131,40 @@ def tune_allocator() -> bool:
 # --- per-record work (runs in the worker threads) ---------------------------------------------
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+class _Refused(Exception):
+    """A path that is not read: not a regular file, or too large."""
+
+    def __init__(self, reason: str, size: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.size = size
+
+
+def _read(path: str, max_size: int = DEFAULT_MAX_FILE_SIZE) -> bytes:
+    """The bytes of a regular file of at most `max_size` bytes; anything else is `_Refused` unread."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; the type is then checked on the open file,
+    # so a path swapped after a check cannot slip a device through.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        kind = next((name for test, name in _NOT_FILES if test(info.st_mode)), None)
+        if kind is not None or not stat.S_ISREG(info.st_mode):
+            raise _Refused(f"not a regular file ({kind or 'a special file'})")
+        if info.st_size > max_size:
+            raise _Refused(_too_large("file", info.st_size, max_size), info.st_size)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_size + 1)
+        if len(data) > max_size:  # it grew after the check
+            raise _Refused(_too_large("file", len(data), max_size), len(data))
+        return data
+    finally:
+        os.close(fd)
+
+
+def _too_large(what: str, size: int, max_size: int) -> str:
+    return f"{what} too large: {size:,} bytes > max_file_size {max_size:,} (raise --max-file-size to read it)"
 
 
 def _read_error(exc: OSError) -> str:
@@ -138,8 +183,17 @@ def _error_row(record: Record, reason: str, size: int | None) -> _Row:
     return _Row(source_id(record.source), record, None, None, None, None, size, status)
 
 
-def _prepare(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> _Row:
+def _prepare(
+    record: Record, max_pixels: int = DEFAULT_MAX_PIXELS, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+) -> _Row:
     """Read, hash and probe one record; an unusable one becomes an error row, never an exception."""
+    try:
+        return _prepare_record(record, max_pixels, max_file_size)
+    except MemoryError:  # one huge item must not take the others down with it
+        return _error_row(record, "out of memory reading the file", record.size or None)
+
+
+def _prepare_record(record: Record, max_pixels: int, max_file_size: int) -> _Row:
     if record.error is not None:
         return _error_row(record, record.error, None)
     data = record.data
@@ -147,9 +201,13 @@ def _prepare(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> _Row:
         if record.path is None:
             return _error_row(record, "no bytes and no path", None)
         try:
-            data = _read(record.path)
+            data = _read(record.path, max_file_size)
+        except _Refused as exc:
+            return replace(_error_row(record, exc.reason, exc.size), read=False)
         except OSError as exc:
             return _error_row(record, _read_error(exc), None)
+    elif len(data) > max_file_size:
+        return _error_row(record, _too_large("image", len(data), max_file_size), len(data))
     try:
         info = probe(data, max_pixels)
     except ImageProblem as exc:
@@ -160,8 +218,8 @@ def _prepare(record: Record, max_pixels: int = DEFAULT_MAX_PIXELS) -> _Row:
     return _Row(content_id(data), record, data, info.width, info.height, info.format, len(data), "ok", notes)
 
 
-def _prepare_chunk(records: list[Record], max_pixels: int) -> list[_Row]:
-    return [_prepare(r, max_pixels) for r in records]
+def _prepare_chunk(records: list[Record], max_pixels: int, max_file_size: int) -> list[_Row]:
+    return [_prepare(r, max_pixels, max_file_size) for r in records]
 
 
 def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
@@ -189,7 +247,8 @@ def _prepared_rows(
             rows, size = rows - n, size - b
             yield from future.result()
         chunk_size = sum(r.size for r in chunk)
-        ahead.append((pool.submit(_prepare_chunk, chunk, opts.max_pixels), len(chunk), chunk_size))
+        future = pool.submit(_prepare_chunk, chunk, opts.max_pixels, opts.max_file_size)
+        ahead.append((future, len(chunk), chunk_size))
         rows, size = rows + len(chunk), size + chunk_size
     while ahead:
         yield from ahead.popleft()[0].result()
@@ -226,11 +285,10 @@ class _Batch:
     def add(self, row: _Row) -> None:
         """Queue one new row."""
         self.rows.append(row)
-        self.bytes += row.file_size or 0
+        self.bytes += len(row.image) if row.image is not None else 0
 
-    def to_arrow(self) -> pa.Table:
-        """The queued rows as a table with the ingest schema plus carried columns."""
-        rows = self.rows
+    def to_arrow(self, rows: list[_Row]) -> pa.Table:
+        """`rows` as a table with the ingest schema plus carried columns."""
         columns: dict[str, list[Any]] = {
             "id": [r.id for r in rows],
             "source": [r.record.source for r in rows],
@@ -272,19 +330,20 @@ class _Run:
         self._unreported_errors = 0
 
     def take(self, row: _Row) -> None:
-        """Count one prepared row and queue it for appending unless its id is already present."""
+        """Count one prepared row in one bucket and queue it for appending unless its id is present."""
         report = self.report
         report.seen += 1
-        report.bytes_read += row.file_size or 0
+        report.bytes_read += (row.file_size or 0) if row.read else 0
         self._unreported += 1
+        known = row.id in self.known or row.id in self.new_ids
         if row.status != "ok":
             report.errors += 1
             report.reasons[reason_key(row.status)] += 1
             self._unreported_errors += 1
-        if row.id in self.known or row.id in self.new_ids:
+        elif known:
             report.duplicates += 1
             report.already_in_table += row.id in self.known
-        else:
+        if not known:
             self.new_ids.add(row.id)
             self.batch.add(row)
         if len(self.batch.rows) >= self.opts.batch_rows or self.batch.bytes >= self.opts.batch_bytes:
@@ -293,11 +352,18 @@ class _Run:
             self._advance()  # a long run of duplicates: nothing to commit, but the bar should move
 
     def flush(self) -> None:
-        """Append the pending rows (one commit) and report progress."""
-        if self.batch.rows:
-            self.table.append(self.batch.to_arrow())
-            self.report.added += len(self.batch.rows)
-            self.batch.clear()
+        """Append the pending rows whose id is still new (a concurrent run may have stored some meanwhile)
+        and report progress. Images and error rows are inserted apart, so the counts stay exact."""
+        images = [r for r in self.batch.rows if r.status == "ok"]
+        if images:
+            added = self.table.insert_new(self.batch.to_arrow(images))
+            self.report.added += added
+            self.report.duplicates += len(images) - added  # stored by a concurrent run
+            self.report.already_in_table += len(images) - added
+        errors = [r for r in self.batch.rows if r.status != "ok"]
+        if errors:
+            self.table.insert_new(self.batch.to_arrow(errors))  # counted as errors either way
+        self.batch.clear()
         self._advance()
 
     def _advance(self) -> None:
@@ -346,6 +412,7 @@ def _open_table(table: str | os.PathLike[str] | Table, extra_fields: list[pa.Fie
             )
     if any(f.name not in schema.names for f in ingest_schema(extra_fields)):
         tbl.ensure_columns(ingest_schema(extra_fields))
+    tbl.declare_id_key()  # a table made by an older vl: concurrent ingests must not store an id twice
     return tbl
 
 
@@ -363,6 +430,7 @@ def ingest(
         split=opts.split,
         image_column=opts.image_column,
         keep_columns=opts.keep_columns,
+        allow_external_paths=opts.allow_external_paths,
     )
     return ingest_source(source, table, opts, progress)
 
@@ -378,6 +446,7 @@ def ingest_source(
     started = time.perf_counter()
     tune_allocator()
     run = _Run(_open_table(table, source.extra_fields), source, opts, progress)
+    run.report.temp_files_removed = run.table.remove_orphan_files()[0]
     if progress is not None:
         progress.start("ingest", source.total)
     pool = ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="vl-ingest")

@@ -102,19 +102,36 @@ def _name_of(path: str) -> str:
 # --- files: folders, path lists, single images ----------------------------------------------
 
 
-def walk_files(root: str) -> Iterator[str]:
-    """Every non-hidden file under `root`, recursively, sorted; links to folders are not followed."""
+def walk_files(root: str, unreadable: list[tuple[str, str]] | None = None) -> Iterator[str]:
+    """Every non-hidden entry under `root` that is not a folder (files, links of any kind, FIFOs, devices),
+    recursively, sorted; links to folders are yielded, not followed. A subfolder that cannot be listed is
+    appended to `unreadable` as (path, reason) and the walk goes on; an unlistable `root` is a SourceError."""
+    yield from _walk(root, [] if unreadable is None else unreadable, top=True)
+
+
+def _walk(folder: str, unreadable: list[tuple[str, str]], top: bool) -> Iterator[str]:
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
     except OSError as exc:
-        raise SourceError(f"cannot list folder {root!r}: {exc.strerror or exc}") from exc
+        if top:
+            raise SourceError(f"cannot list folder {folder!r}: {exc.strerror or exc}") from exc
+        unreadable.append((folder, f"cannot list folder ({exc.strerror or exc})"))
+        return
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir(follow_symlinks=False):
-            yield from walk_files(entry.path)
-        elif entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path)):
-            yield entry.path  # a dangling link is yielded so it gets an error row instead of vanishing
+        if _is_folder(entry):
+            yield from _walk(entry.path, unreadable, top=False)
+        else:
+            yield entry.path  # whatever it is, it gets a row (an error row if unusable) or a count
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:  # could not even tell: yield it, so reading it reports why
+        return False
 
 
 def is_image_name(path: str) -> bool:
@@ -151,23 +168,25 @@ class _FileSource(Source):
 
 @dataclass
 class Survey:
-    """What a folder holds: how many image files, which Parquet files, and the other files by extension."""
+    """What a folder holds: how many image files, which Parquet files, the other files by extension, and
+    the subfolders that could not be listed (with why)."""
 
     images: int = 0
     parquet: list[str] = field(default_factory=list)
     others: Counter[str] = field(default_factory=Counter)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def survey(root: str) -> Survey:
     """Walk `root` once and sort its files into images, Parquet files and others."""
     found = Survey()
-    for path in walk_files(root):
+    for path in walk_files(root, found.unreadable):
         ext = os.path.splitext(path)[1].lower()
         if ext in IMAGE_EXTENSIONS:
             found.images += 1
         else:
             found.others[ext or "(no extension)"] += 1
-            if ext == ".parquet":
+            if ext == ".parquet" and os.path.isfile(path):  # a FIFO named .parquet is not read
                 found.parquet.append(path)
     return found
 
@@ -182,12 +201,22 @@ class FolderSource(_FileSource):
         root = os.path.abspath(root)
         super().__init__(root, dataset or _name_of(root), override=dataset is not None)
         found = found or survey(root)
-        self.total = found.images
+        self.total = found.images + len(found.unreadable)
         self.ignored = Counter(found.others)
 
     def paths(self) -> Iterator[str]:
         """Image files under the folder, sorted."""
         return (p for p in walk_files(self.location) if is_image_name(p))
+
+    def records(self) -> Iterator[Record]:
+        """One record per image file, then an error record per subfolder that could not be listed."""
+        unreadable: list[tuple[str, str]] = []
+        for path in walk_files(self.location, unreadable):
+            if is_image_name(path):
+                yield self._record(path)
+        for folder, reason in unreadable:
+            dataset = self.dataset if self._override else (layout_dataset(folder) or self.dataset)
+            yield Record(source=folder, dataset=dataset, error=reason)
 
 
 class ListSource(_FileSource):
@@ -327,26 +356,47 @@ def _image_cells(column: pa.ChunkedArray | pa.Array) -> list[tuple[bytes | None,
     return [(b, None) for b in column.to_pylist()]
 
 
-def _cell_record(
-    source: str, dataset: str, data: bytes | None, path: str | None, extra: tuple[Any, ...]
-) -> Record:
-    if data is not None:
-        return Record(source=source, dataset=dataset, data=data, size=len(data), extra=extra)
-    if path and os.path.isfile(path):  # HF image stored by reference to a local file
-        return Record(
-            source=source, dataset=dataset, path=os.path.abspath(path), size=_file_size(path), extra=extra
-        )
-    reason = f"no image bytes (path {path!r} not found)" if path else "no image in this row"
-    return Record(source=source, dataset=dataset, error=reason, extra=extra)
+def _inside(path: str, folder: str) -> bool:
+    """Whether `path`, links resolved, lies under `folder`."""
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([real, base]) == base
 
 
 class _ArrowSource(Source):
-    """Sources read as Arrow batches: one image column, optional carried columns."""
+    """Sources read as Arrow batches: one image column, optional carried columns.
 
-    def __init__(self, location: str, dataset: str) -> None:
+    An image cell may hold only a `path` (Hugging Face's Image by reference). It is read relative to
+    `base`, the dataset's own folder, and only when it stays inside it: a dataset from elsewhere must not
+    make ingest read /etc/passwd or ~/.ssh into the table. `allow_external_paths` lifts the restriction.
+    """
+
+    def __init__(
+        self, location: str, dataset: str, base: str | None = None, allow_external_paths: bool = False
+    ) -> None:
         super().__init__(location, dataset)
         self.image_column = ""
         self.keep: list[str] = []
+        self.base = base
+        self.allow_external_paths = allow_external_paths
+
+    def _cell_record(
+        self, source: str, dataset: str, data: bytes | None, path: str | None, extra: tuple[Any, ...]
+    ) -> Record:
+        if data is not None:
+            return Record(source=source, dataset=dataset, data=data, size=len(data), extra=extra)
+        if not path:
+            return Record(source=source, dataset=dataset, error="no image in this row", extra=extra)
+        full = os.path.join(self.base, path) if self.base else path  # an absolute path stays as it is
+        if not self.allow_external_paths and (self.base is None or not _inside(full, self.base)):
+            reason = (
+                f"image path outside the dataset folder ({path!r}); pass --allow-external-paths to read it"
+            )
+            return Record(source=source, dataset=dataset, error=reason, extra=extra)
+        if not os.path.lexists(full):
+            reason = f"no image bytes (path {path!r} not found)"
+            return Record(source=source, dataset=dataset, error=reason, extra=extra)
+        full = os.path.abspath(full)
+        return Record(source=source, dataset=dataset, path=full, size=_file_size(full), extra=extra)
 
     def _configure(self, schema: pa.Schema, image_column: str | None, keep: Iterable[str]) -> None:
         where = self.describe()
@@ -366,7 +416,7 @@ class _ArrowSource(Source):
         extras = [batch.column(name).to_pylist() for name in self.keep]
         for i, (data, path) in enumerate(cells):
             extra = tuple(values[i] for values in extras)
-            yield _cell_record(f"{prefix}{start + i}", dataset, data, path, extra)
+            yield self._cell_record(f"{prefix}{start + i}", dataset, data, path, extra)
 
 
 class ParquetSource(_ArrowSource):
@@ -382,11 +432,13 @@ class ParquetSource(_ArrowSource):
         dataset: str | None = None,
         image_column: str | None = None,
         keep: Iterable[str] = (),
+        allow_external_paths: bool = False,
     ) -> None:
         import pyarrow.parquet as pq
 
         location = os.path.abspath(location)
-        super().__init__(location, dataset or _name_of(location))
+        base = location if os.path.isdir(location) else os.path.dirname(location)
+        super().__init__(location, dataset or _name_of(location), base, allow_external_paths)
         self._override = dataset is not None
         self.files = [os.path.abspath(f) for f in files]
         try:
@@ -427,11 +479,12 @@ class SavedDatasetSource(_ArrowSource):
         dataset: str | None = None,
         image_column: str | None = None,
         keep: Iterable[str] = (),
+        allow_external_paths: bool = False,
     ) -> None:
         import datasets
 
         location = os.path.abspath(location)
-        super().__init__(location, dataset or _name_of(location))
+        super().__init__(location, dataset or _name_of(location), location, allow_external_paths)
         try:
             loaded = datasets.load_from_disk(location)
         except (OSError, ValueError) as exc:
@@ -467,8 +520,12 @@ class HubSource(_ArrowSource):
         dataset: str | None = None,
         image_column: str | None = None,
         keep: Iterable[str] = (),
+        allow_external_paths: bool = False,
     ) -> None:
-        super().__init__(name, dataset or (_name_of(name) if os.path.exists(name) else name))
+        local = os.path.abspath(name) if os.path.isdir(name) else None  # no folder of its own on the hub
+        super().__init__(
+            name, dataset or (_name_of(name) if os.path.exists(name) else name), local, allow_external_paths
+        )
         self.split = split
         self._stream = self._guarded(self._open(name, split))
         first = next(self._stream, None)
@@ -544,15 +601,20 @@ def _is_saved_dataset(folder: str) -> bool:
 
 
 def _open_folder(
-    folder: str, dataset: str | None, split: str, image_column: str | None, keep: tuple[str, ...]
+    folder: str,
+    dataset: str | None,
+    split: str,
+    image_column: str | None,
+    keep: tuple[str, ...],
+    allow_external_paths: bool,
 ) -> Source:
     if _is_saved_dataset(folder):
-        return SavedDatasetSource(folder, split, dataset, image_column, keep)
+        return SavedDatasetSource(folder, split, dataset, image_column, keep, allow_external_paths)
     if os.path.isdir(os.path.join(folder, "_versions")):
         raise SourceError(f"{folder!r} is a Lance table, not a source: the order is `vl ingest SRC TABLE`")
     found = survey(folder)
     if found.images == 0 and found.parquet:
-        return ParquetSource(folder, found.parquet, dataset, image_column, keep)
+        return ParquetSource(folder, found.parquet, dataset, image_column, keep, allow_external_paths)
     if found.images == 0:
         others = sum(found.others.values())
         what = f"only {others} files without an image extension" if others else "it is empty"
@@ -569,11 +631,16 @@ def _no_table_options(kind: str, image_column: str | None, keep: tuple[str, ...]
 
 
 def _open_file(
-    path: str, dataset: str | None, split: str, image_column: str | None, keep: tuple[str, ...]
+    path: str,
+    dataset: str | None,
+    split: str,
+    image_column: str | None,
+    keep: tuple[str, ...],
+    allow_external_paths: bool,
 ) -> Source:
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".parquet":
-        return ParquetSource(path, [path], dataset, image_column, keep)
+        return ParquetSource(path, [path], dataset, image_column, keep, allow_external_paths)
     if suffix in LIST_EXTENSIONS:
         _no_table_options("a list of paths", image_column, keep)
         return ListSource(path, dataset)
@@ -590,15 +657,19 @@ def open_source(
     split: str = "train",
     image_column: str | None = None,
     keep_columns: tuple[str, ...] = (),
+    allow_external_paths: bool = False,
 ) -> Source:
-    """Recognise what `src` is and open it; a SourceError says what to pass instead when it is unusable."""
+    """Recognise what `src` is and open it; a SourceError says what to pass instead when it is unusable.
+
+    `allow_external_paths`: image cells holding only a path may point outside the dataset's folder."""
     location = os.fspath(src)
+    args = (dataset, split, image_column, keep_columns, allow_external_paths)
     if os.path.isdir(location):
-        return _open_folder(location, dataset, split, image_column, keep_columns)
+        return _open_folder(location, *args)
     if os.path.isfile(location):
-        return _open_file(location, dataset, split, image_column, keep_columns)
+        return _open_file(location, *args)
     if os.path.exists(location):
         raise SourceError(f"unsupported source {location!r} (not a regular file or folder): {SOURCE_HELP}")
     if _HUB_ID.match(location):
-        return HubSource(location, split, dataset, image_column, keep_columns)
+        return HubSource(location, split, dataset, image_column, keep_columns, allow_external_paths)
     raise SourceError(f"no such file or folder: {location!r}; {SOURCE_HELP}")

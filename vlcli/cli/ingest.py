@@ -10,7 +10,7 @@ from rich.table import Table as RichTable
 
 from vlcli.cli.common import Quiet, RichProgress, console, handles_errors, plural
 from vlcli.images import DEFAULT_MAX_PIXELS
-from vlcli.ingest import IngestOptions, IngestReport, ingest
+from vlcli.ingest import DEFAULT_MAX_FILE_SIZE, IngestOptions, IngestReport, ingest
 
 Src = Annotated[
     str,
@@ -41,6 +41,21 @@ MaxPixels = Annotated[
     int,
     typer.Option("--max-pixels", min=1, help="Larger images get an error row (decompression-bomb guard)."),
 ]
+MaxFileSize = Annotated[
+    int,
+    typer.Option(
+        "--max-file-size",
+        min=1,
+        help="Larger files (in MiB) get an error row and are not read; FIFOs and devices are never read.",
+    ),
+]
+AllowExternalPaths = Annotated[
+    bool,
+    typer.Option(
+        "--allow-external-paths",
+        help="Parquet / Hugging Face image cells holding only a path may point outside the dataset's folder.",
+    ),
+]
 BatchRows = Annotated[int, typer.Option("--batch-rows", min=1, help="Rows per append (one commit each).")]
 
 
@@ -57,6 +72,8 @@ def command(
     image_column: ImageColumn = None,
     keep_columns: KeepColumns = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    max_file_size: MaxFileSize = DEFAULT_MAX_FILE_SIZE // 2**20,
+    allow_external_paths: AllowExternalPaths = False,
     batch_rows: BatchRows = 512,
     quiet: Quiet = False,
 ) -> None:
@@ -67,6 +84,8 @@ def command(
         image_column=image_column,
         keep_columns=_columns(keep_columns),
         max_pixels=max_pixels,
+        max_file_size=max_file_size * 2**20,
+        allow_external_paths=allow_external_paths,
         batch_rows=batch_rows,
     )
     report = ingest(src, table, options, progress=RichProgress(enabled=False if quiet else None))
@@ -76,9 +95,9 @@ def command(
 def print_summary(report: IngestReport) -> None:
     """Render an IngestReport: counts, duplicates, top error reasons, ignored files, speed."""
     console.print(
-        f"[bold]ingest[/]: {report.added:,} added, {plural(report.duplicates, 'duplicate')}, "
-        f"{plural(report.errors, 'error')}, {report.ignored:,} ignored; "
-        f"{report.seen:,} seen in {report.seconds:.1f}s ({report.mb_per_second:,.1f} MB/s)",
+        f"[bold]ingest[/]: {report.seen:,} seen = {report.added:,} added + "
+        f"{plural(report.duplicates, 'duplicate')} + {plural(report.errors, 'error')}; "
+        f"{report.ignored:,} ignored; {report.seconds:.1f}s ({report.mb_per_second:,.1f} MB/s)",
         highlight=False,
         soft_wrap=True,
     )
@@ -99,6 +118,12 @@ def print_summary(report: IngestReport) -> None:
         kinds = ", ".join(f"{ext} {n:,}" for ext, n in report.ignored_extensions.most_common(5))
         console.print(
             f"  ignored {report.ignored:,} files without an image extension ({kinds})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.temp_files_removed:
+        console.print(
+            f"  removed {plural(report.temp_files_removed, 'temporary file')} left by an interrupted earlier run",
             highlight=False,
             soft_wrap=True,
         )
