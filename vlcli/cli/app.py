@@ -26,6 +26,7 @@ def _register() -> None:
         filter,
         ingest,
         query,
+        repair,
         run,
         show,
         similar,
@@ -44,6 +45,7 @@ def _register() -> None:
     app.command("validate")(validate.command)
     app.command("status")(status.command)
     app.command("query")(query.command)
+    app.command("repair")(repair.command)
     app.command("similar")(similar.command)
     app.command("export")(export.command)
     app.command("show")(show.command)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import re
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -52,8 +54,27 @@ def handles_errors(func: F) -> F:
             raise typer.Exit(130) from None
         except VlError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except OSError as exc:  # an output the command writes (a folder, a file) failed at the OS level
+            raise fail(describe_os_error(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+_RUST_LOCATION = re.compile(r",?\s*\S+\.rs:\d+:\d+")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: which path, what is wrong with it, what to do (no Rust source paths)."""
+    if exc.filename is None:
+        lines = str(exc).strip().splitlines()
+        return _RUST_LOCATION.sub("", lines[0]) if lines else type(exc).__name__
+    path, reason = str(exc.filename), exc.strerror or type(exc).__name__
+    if exc.errno in _NOT_WRITABLE:
+        return f"{path!r} is not writable ({reason}); make it writable, or choose another path"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device writing {path!r}; free some space and rerun"
+    return f"{reason}: {path!r}"
 
 
 class RichProgress:

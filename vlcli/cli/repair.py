@@ -1,0 +1,42 @@
+"""`vl repair TABLE`: remove duplicate ids and files interrupted runs left behind."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vlcli.cli.common import console, handles_errors, plural
+from vlcli.repair import repair
+from vlcli.storage import ORPHAN_AGE
+
+DEFAULT_TEMP_AGE = ORPHAN_AGE.total_seconds() / 60
+TablePath = Annotated[Path, typer.Argument(help="The table to repair.")]
+TempAge = Annotated[
+    float,
+    typer.Option(
+        "--temp-age",
+        min=0,
+        help="Remove temporary files untouched for this many minutes (younger ones may belong to a "
+        "run still writing; 0 when nothing else uses the table).",
+    ),
+]
+
+
+@handles_errors
+def command(table: TablePath, temp_age: TempAge = DEFAULT_TEMP_AGE) -> None:
+    """Remove duplicate rows (same id, from ingests that ran at once) and temporary files left by killed runs.
+
+    Of rows sharing an id, the one with the most columns filled is kept. Safe to rerun.
+    """
+    report = repair(table, timedelta(minutes=temp_age))
+    console.print(
+        f"[bold]repair[/]: {plural(report.duplicates_removed, 'duplicate row')} removed, "
+        f"{plural(report.temp_files_removed, 'temporary file')} removed "
+        f"({report.temp_bytes_removed / 1e6:,.1f} MB) in {report.seconds:.1f}s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"table: {report.table}", highlight=False, style="dim", soft_wrap=True)
