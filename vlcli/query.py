@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
+from types import FrameType
 
 import polars as pl
 
@@ -12,6 +16,8 @@ from vlcli.storage import Table
 TABLE_NAME = "images"
 # polars panics (a BaseException) on some valid SQL over Lance scans, e.g. unnest() of a list of structs
 _FAILURES = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
+_READER_MODULES = ("polars.", "lance.")  # Python code that Lance scans run on threads polars owns
+SETTLE_SECONDS = 5.0
 
 
 def lazy_query(table: Table, sql: str) -> pl.LazyFrame:
@@ -29,9 +35,42 @@ def query(table: Table, sql: str, *, limit: int | None = None) -> pl.DataFrame:
     if limit is not None:
         lf = lf.head(limit)
     try:
-        return lf.collect()
+        return collect(lf)
     except _FAILURES as exc:
         raise QueryError(_message(exc)) from exc
+
+
+def collect(lf: pl.LazyFrame) -> pl.DataFrame:
+    """Collect `lf`, then wait until the Lance readers polars started have stopped running Python."""
+    try:
+        return lf.collect()
+    finally:
+        wait_for_readers()
+
+
+def wait_for_readers(timeout: float = SETTLE_SECONDS) -> None:
+    """Return once no other thread runs polars' or Lance's Python code (or after `timeout` seconds)."""
+    # When a LIMIT stops a scan of many fragments early, polars returns the result while its reader
+    # threads are still inside Lance's Python readers; an interpreter that exits then aborts
+    # (PyGILState_Release, rc 134/139). A few quiet polls in a row: a reader may pause between calls.
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 3 and time.monotonic() < deadline:
+        quiet = 0 if _readers_running() else quiet + 1
+        time.sleep(0.002)
+
+
+def _readers_running() -> bool:
+    me = threading.get_ident()
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        current: FrameType | None = frame
+        while current is not None:
+            if str(current.f_globals.get("__name__", "")).startswith(_READER_MODULES):
+                return True
+            current = current.f_back
+    return False
 
 
 def _message(exc: BaseException) -> str:
