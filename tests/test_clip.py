@@ -127,5 +127,12 @@ def test_missing_models_are_clear_errors(tmp_path: Path, tiny_clip: str) -> None
         create("clip", "open_clip", model=str(empty))
     with pytest.raises(ModelLoadError, match=r"neither a file nor one of its pretrained tags.*openai"):
         create("clip", "open_clip", pretrained="no-such-tag")
-    with pytest.raises(ModelLoadError, match="cannot load the CLIP model 'ViT-B-32'"):
+    with pytest.raises(ModelLoadError, match=r"cannot load 'ViT-B-32'.*not in the local cache"):
         create("clip", "open_clip")  # the default weights: not downloadable in this offline test
+
+
+def test_plans_know_where_the_default_weights_live_without_importing_open_clip() -> None:
+    from vlcli.hub import OPEN_CLIP_DEFAULTS
+
+    for (name, tag), repo in OPEN_CLIP_DEFAULTS.items():
+        assert open_clip.get_pretrained_cfg(name, tag)["hf_hub"] == repo

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +187,126 @@ def test_summary_counts_match_the_table(tmp_path: Path, samples: Path) -> None:
     selected = [r["bin"] for r in rows if r["bin_selected"]]
     assert report.summary["bins"] == {b: selected.count(b) for b in sorted(set(selected))}
     assert isinstance(data, pa.Table)
+
+
+def closed_port() -> int:
+    """A localhost port nothing listens on: connecting to it is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def without_hub(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a machine whose hub is unreachable: online mode, HF_ENDPOINT on a closed port."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", HF_HOME=str(tmp_path / "hf"), **extra)
+    env.pop("HF_HUB_CACHE", None)
+    return env
+
+
+def vl(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vlcli.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_unreachable_hub_fails_before_any_work_saying_what_to_do(tmp_path: Path, samples: Path) -> None:
+    table = tmp_path / "t.lance"
+    result = vl(["run", str(samples), str(table), "-q"], without_hub(tmp_path), tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "cannot be reached (Connection refused)" in out and "'facebook/dinov2-base'" in out
+    for way_out in (
+        "--preset offline",
+        "local folder",
+        "hf download facebook/dinov2-base",
+        "HF_HUB_OFFLINE=1",
+    ):
+        assert way_out in out, out
+    assert "Retrying" not in out  # huggingface_hub's 20-50 s of retries never started
+    assert len(out.strip().splitlines()) == 1 and not table.exists()  # nothing ingested first
+
+
+def test_cached_models_load_when_the_hub_is_unreachable(
+    tmp_path: Path, samples: Path, tiny_dinov2: str
+) -> None:
+    snapshot = tmp_path / "hf" / "hub" / "models--facebook--dinov2-base" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_dinov2, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    table = tmp_path / "t.lance"
+    args = ["run", str(samples), str(table), "--steps", "crop", "--set", "crop.resize_to=64", "-q"]
+    result = vl(args, without_hub(tmp_path), tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "Retrying" not in out  # loaded from the cache at once, without asking the hub
+    assert Table.open(table).count("crop_status = 'ok'") > 0
+
+
+def test_hub_probe_honours_hf_endpoint_and_runs_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    from vlcli import hub
+    from vlcli.errors import ModelLoadError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setattr(hub, "_probed", {})
+    assert hub.unreachable() == "Connection refused"
+    with pytest.raises(ModelLoadError, match=r"cannot load 'nobody/nothing'.*cannot be reached.*--model"):
+        hub.before_hf_load("nobody/nothing")
+    assert list(hub._probed.values()) == ["Connection refused"]  # one probe for the process
+
+
+def test_missing_source_fails_before_the_hub_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vlcli import hub
+
+    monkeypatch.setattr(hub, "unreachable", lambda: pytest.fail("the hub was asked"))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", "../nope", "t.lance"])
+    assert result.exit_code == 1 and "no such file or folder: '../nope'" in result.output, result.output
+
+
+def test_dry_run_needs_no_model_and_says_which_are_missing(
+    tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vlcli import hub
+
+    monkeypatch.setattr(hub, "unreachable", lambda: pytest.fail("a dry run asked the hub"))
+    monkeypatch.chdir(tmp_path)
+    args = ["run", str(samples), "t.lance", "--dry-run", "--set", "bin.detector=nope.pt"]
+    result = runner.invoke(app, [*args, "--set", "bin.captioner=./no-such-folder"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "embedder: facebook/dinov2-base (not in the local cache)" in text
+    assert "clip: ViT-B-32 (not in the local cache)" in text
+    assert "detector: nope.pt (not downloaded yet)" in text
+    assert "no-such-folder (no such file or folder)" in text
+    assert "ocr: rapidocr," in text and "nsfw: nudenet " in text  # shipped in their wheels
+    assert "4 model(s) are not here yet" in text
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("crop.batch_size=-4", "vl run: crop.batch_size: --batch-size must be at least 1"),
+        ("filter.workers=0", "vl run: filter.workers: --workers must be at least 1"),
+        ("synth.prefetch=0", "vl run: synth.prefetch: --prefetch must be at least 1"),
+        ("validate.pool=fork", "--pool must be 'thread' or 'process'"),
+    ],
+)
+def test_dry_run_checks_every_value_the_run_will(
+    tmp_path: Path, samples: Path, option: str, message: str
+) -> None:
+    args = ["run", str(samples), str(tmp_path / "t.lance"), "--preset", "offline", "--dry-run"]
+    result = runner.invoke(app, [*args, "--set", option])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())

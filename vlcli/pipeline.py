@@ -17,9 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vlcli import config
+from vlcli import config, hub
 from vlcli.config import DEFAULT_STEPS, Settings
-from vlcli.errors import QueryError, UsageError
+from vlcli.errors import QueryError, SourceError, UsageError
+from vlcli.hub import ModelRef
 from vlcli.ingest import IngestReport, ingest
 from vlcli.presets import preset
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
@@ -38,8 +39,13 @@ class StepBuilder:
     """How `vl run` makes one step from its config section, and names the models it will load."""
 
     build: Callable[[dict[str, Any]], Step]
-    models: Callable[[dict[str, Any]], list[str]]
-    check: Callable[[Table, Step], None] | None = None  # before running: are its inputs there?
+    models: Callable[[dict[str, Any]], list[ModelRef]]
+    # Before running: are its inputs there? (dry: only look, write nothing)
+    check: Callable[[Table, Step, bool], None] | None = None
+    needs: str | None = None  # the step that writes the columns `check` looks for
+    # Settings that change what the step writes but not which rows it takes, set for a plan so that
+    # building the step reads no model config (crop sizes its embedding column from its model's).
+    plan_values: dict[str, Any] = field(default_factory=dict)
 
 
 def _filter(values: dict[str, Any]) -> Step:
@@ -63,23 +69,45 @@ def _bin(values: dict[str, Any]) -> Step:
     return BinStep(objs[BinSettings], objs[BinRules])
 
 
-def _filter_models(values: dict[str, Any]) -> list[str]:
+def _filter_models(values: dict[str, Any]) -> list[ModelRef]:
     s = {**config.defaults("filter"), **values}
     if s["nsfw"] == "none":
         return []
-    return [f"nsfw: {s['nsfw']}" + (f" ({s['nsfw_model']})" if s.get("nsfw_model") else "")]
+    label = f"nsfw: {s['nsfw']}" + (f" ({s['nsfw_model']})" if s.get("nsfw_model") else "")
+    if s["nsfw"] != "hf":
+        return [ModelRef(label, "filter.nsfw", s["nsfw"], "bundled")]
+    from vlcli.backends.hf_classifier import DEFAULT_MODEL
+
+    return [ModelRef(label, "filter.nsfw_model", s.get("nsfw_model") or DEFAULT_MODEL, "hf")]
 
 
-def _crop_models(values: dict[str, Any]) -> list[str]:
-    return [f"embedder: {({**config.defaults('crop'), **values})['model']}"]
+def _crop_models(values: dict[str, Any]) -> list[ModelRef]:
+    s = {**config.defaults("crop"), **values}
+    return [ModelRef(f"embedder: {s['model']}", "crop.model", s["model"], "hf", s.get("revision"))]
 
 
-def _bin_models(values: dict[str, Any]) -> list[str]:
+def _bin_models(values: dict[str, Any]) -> list[ModelRef]:
     s = {**config.defaults("bin"), **values}
     roles: tuple[str, ...] = ("ocr", "detector", "captioner", "clip")
     if s["features"] == "caption-only":
         roles = ("captioner", "clip")
-    return [f"{role}: {s[role]}" for role in roles if s[role] != "none"]
+    sources: dict[str, hub.Source] = {
+        "ocr": "bundled" if s["ocr"] == "rapidocr" else "external",
+        "detector": "ultralytics",
+        "captioner": "hf",
+        "clip": "open_clip",
+    }
+    return [
+        ModelRef(f"{role}: {s[role]}", f"bin.{role}", s[role], sources[role], pretrained=s["clip_pretrained"])
+        for role in roles
+        if s[role] != "none"
+    ]
+
+
+def _generator(step: str, role: str, backend: str, model: str) -> ModelRef:
+    """A text generator: a hub model for in-process backends, a name on a server for `openai`."""
+    source: hub.Source = "hf" if backend in ("transformers", "vllm") else "external"
+    return ModelRef(f"{role}: {backend}:{model}", f"{step}.model", model, source)
 
 
 def _synth(values: dict[str, Any]) -> Step:
@@ -88,15 +116,15 @@ def _synth(values: dict[str, Any]) -> Step:
     return synth_step(config.step_objects("synth", values)[SynthSettings])
 
 
-def _synth_models(values: dict[str, Any]) -> list[str]:
+def _synth_models(values: dict[str, Any]) -> list[ModelRef]:
     s = {**config.defaults("synth"), **values}
-    models = [f"generator: {s['backend']}:{s['model']}"]
+    models = [_generator("synth", "generator", s["backend"], s["model"])]
     if s.get("describe"):
-        models.append(f"describer: {s['backend']}:{s.get('describe_model') or s['model']}")
+        models.append(_generator("synth", "describer", s["backend"], s.get("describe_model") or s["model"]))
     return models
 
 
-def _synth_check(table: Table, step: Step) -> None:
+def _synth_check(table: Table, step: Step, dry: bool = False) -> None:
     from vlcli.steps.synth import check_rows
 
     check_rows(table, step.settings)  # type: ignore[attr-defined]
@@ -111,28 +139,32 @@ def _validate(values: dict[str, Any]) -> Step:
     return make_step(objs[ValidationRules], objs[CheckSettings])
 
 
-def _validate_models(values: dict[str, Any]) -> list[str]:
+def _validate_models(values: dict[str, Any]) -> list[ModelRef]:
     s = {**config.defaults("validate"), **values}
-    model = f"{s['backend']}:{s['model']}"
-    return [f"{role}: {model}" for role in ("judge", "visual_dependency") if s.get(role)]
+    return [
+        _generator("validate", role, s["backend"], s["model"])
+        for role in ("judge", "visual_dependency")
+        if s.get(role)
+    ]
 
 
-def _validate_check(table: Table, step: Step) -> None:
+def _validate_check(table: Table, step: Step, dry: bool = False) -> None:
     from vlcli.steps.validate import ValidateStep
 
     missing = [c for c in ("synth_status", "synth_qa") if c not in table.schema.names]
     if missing:
         raise UsageError(f"the table has no {' or '.join(missing)}: add synth to --steps before validate")
     assert isinstance(step, ValidateStep)
-    step.invalidate_stale(table)  # rows whose Q/A changed since their model checks are redone
+    if not dry:
+        step.invalidate_stale(table)  # rows whose Q/A changed since their model checks are redone
 
 
 BUILDERS: dict[str, StepBuilder] = {
     "filter": StepBuilder(_filter, _filter_models),
-    "crop": StepBuilder(_crop, _crop_models),
+    "crop": StepBuilder(_crop, _crop_models, plan_values={"keep_embedding": False}),
     "bin": StepBuilder(_bin, _bin_models),
-    "synth": StepBuilder(_synth, _synth_models, _synth_check),
-    "validate": StepBuilder(_validate, _validate_models, _validate_check),
+    "synth": StepBuilder(_synth, _synth_models, _synth_check, needs="bin"),
+    "validate": StepBuilder(_validate, _validate_models, _validate_check, needs="synth"),
 }
 
 
@@ -143,6 +175,7 @@ class PlannedStep:
     name: str
     pending: int | None  # None: depends on steps before it
     models: list[str]
+    missing: dict[str, str] = field(default_factory=dict)  # model -> why it is not here yet
 
 
 @dataclass
@@ -211,8 +244,43 @@ def options(name: str, settings: Settings, where: str | None = None) -> RunOptio
         from vlcli.steps.synth import default_batch_size
 
         batch = default_batch_size(int(settings.get("synth", {}).get("concurrency", 16)))
-    values = {"batch_size": batch, "workers": DEFAULT_WORKERS, **settings.get(name, {})}
+    section = {k: v for k, v in settings.get(name, {}).items() if v is not None}  # null: the default
+    values = {"batch_size": batch, "workers": DEFAULT_WORKERS, **section}
     return config.run_options(values, where=where, redo_if_changed=True)
+
+
+def check(
+    table: str | os.PathLike[str], settings: Settings, src: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Everything a run checks before it loads a model, in seconds: the table and SRC exist, the step
+    names, and every value the run will use (each step's settings and runner options, ingest's options),
+    built as the run builds them. Returns the steps to run."""
+    names = step_names(settings)
+    if src is None and not Path(table).exists():
+        raise UsageError(f"{table}: no such table (give a SRC to ingest first: vl run SRC {table})")
+    if src is not None:
+        check_source(src)
+    used = ["run", *(["ingest"] if src is not None else []), *names]
+    config.validate({k: v for k, v in settings.items() if k in used}, origin="vl run")
+    for name in names:
+        options(name, settings)
+    return names
+
+
+def check_source(src: str | os.PathLike[str]) -> None:
+    """A SRC that is neither a file or folder nor a hub dataset id (owner/name) fails now, not after
+    the models have been looked up."""
+    from vlcli.sources import SOURCE_HELP
+
+    location = os.fspath(src)
+    if os.path.exists(location) or hub.DATASET_ID.fullmatch(location):
+        return
+    raise SourceError(f"no such file or folder: {location!r}; {SOURCE_HELP}")
+
+
+def models(settings: Settings, names: list[str] | None = None) -> list[ModelRef]:
+    """The models the steps `names` (default: the configured steps) will load."""
+    return [m for n in names or step_names(settings) for m in BUILDERS[n].models(dict(settings.get(n, {})))]
 
 
 def sample_filter(table: Table, n: int | None, seed: int) -> str | None:
@@ -229,11 +297,11 @@ def sample_filter(table: Table, n: int | None, seed: int) -> str | None:
 def plan(
     table: str | os.PathLike[str], settings: Settings, src: str | os.PathLike[str] | None = None
 ) -> Plan:
-    """What a run would do now: pending rows per step and models to load; writes nothing."""
+    """What a run would do now: pending rows per step, models to load and which of them are not here
+    yet; loads no model, asks no hub, writes nothing."""
     run = settings.get("run", {})
-    names = step_names(settings)
-    for name in names:
-        build(name, settings)  # validates the settings (e.g. a bad threshold) before anything runs
+    names = check(table, settings, src)
+    planned = {name: _plan_step(name, settings) for name in names}  # as the run builds them
     source_items = None
     if src is not None:
         from vlcli.sources import open_source
@@ -248,15 +316,18 @@ def plan(
         )
         source_items = source.total
     path = Path(table)
-    if src is None and not path.exists():
-        raise UsageError(f"{path}: no such table (give a SRC to ingest first: vl run SRC {path})")
     handle = Table.open(path) if path.exists() else None
     steps = []
     for i, name in enumerate(names):
+        builder, step = BUILDERS[name], planned[name]
         pending = None
         if handle is not None and (i == 0 or src is None):
-            pending = _pending(handle, build(name, settings), settings)
-        steps.append(PlannedStep(name, pending, BUILDERS[name].models(dict(settings.get(name, {})))))
+            if builder.check is not None and builder.needs not in names[:i]:
+                builder.check(handle, step, True)
+            pending = _pending(handle, step, settings)
+        refs = builder.models(dict(settings.get(name, {})))
+        missing = {r.label: why for r in refs if (why := hub.missing(r))}
+        steps.append(PlannedStep(name, pending, [r.label for r in refs], missing))
     return Plan(
         table=str(path),
         source=None if src is None else str(src),
@@ -267,6 +338,11 @@ def plan(
         sample=run.get("sample"),
         seed=int(run.get("seed") or 0),
     )
+
+
+def _plan_step(name: str, settings: Settings) -> Step:
+    builder = BUILDERS[name]
+    return builder.build({**settings.get(name, {}), **builder.plan_values})
 
 
 def _pending(table: Table, step: Step, settings: Settings) -> int | None:
@@ -294,10 +370,9 @@ def run_pipeline(
     started = time.perf_counter()
     notify = listener or (lambda kind, payload: None)
     run = settings.get("run", {})
-    names = step_names(settings)
-    if src is None and not Path(table).exists():
-        raise UsageError(f"{table}: no such table (give a SRC to ingest first: vl run SRC {table})")
-    steps = [build(name, settings) for name in names]  # fail on bad settings before any work
+    names = check(table, settings, src)  # arguments and values first: seconds, no model, no hub
+    hub.check_available(models(settings, names))  # an unreachable hub fails here, not after ingest
+    steps = [build(name, settings) for name in names]
     ingested = None
     if src is not None:
         opts = config.ingest_options(settings.get("ingest", {}))
@@ -308,9 +383,9 @@ def run_pipeline(
     report = PipelineReport(ingest=ingested)
     for name, step in zip(names, steps):
         notify("step-start", name)
-        check = BUILDERS[name].check
-        if check is not None:
-            check(handle, step)
+        step_check = BUILDERS[name].check
+        if step_check is not None:
+            step_check(handle, step, False)
         step_report = run_step(handle, step, options(name, settings, where), _progress(progress_factory))
         report.steps.append(step_report)
         notify("step", step_report)

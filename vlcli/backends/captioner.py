@@ -9,6 +9,7 @@ from PIL import Image
 
 from vlcli.backends.base import require, resolve_device, resolve_dtype
 from vlcli.errors import ModelLoadError, UsageError
+from vlcli.hub import before_hf_load
 
 if TYPE_CHECKING:
     import torch
@@ -51,6 +52,7 @@ def _load(
     transformers = require("transformers", "models")
     transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    before_hf_load(model, revision, "--captioner")
     try:
         config = transformers.AutoConfig.from_pretrained(model, **kwargs)
     except Exception as exc:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from vlcli.backends.base import require, resolve_device, resolve_dtype
 from vlcli.errors import MissingDependencyError, ModelLoadError
+from vlcli.hub import ModelRef, before_load
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
@@ -95,6 +96,8 @@ def _load(source: str, pretrained: str | None, device: str) -> tuple[Any, Any, A
         _check_folder(Path(source.removeprefix(LOCAL_DIR)))
     elif not source.startswith(HF_HUB):
         quick_gelu = _check_builtin(open_clip, source, pretrained)
+    if not source.startswith(LOCAL_DIR):
+        before_load(ModelRef(f"--clip {source}", "--clip", source, "open_clip", pretrained=pretrained))
     try:
         # The openai weights were trained with QuickGELU, which the plain configs (ViT-B-32) lack.
         net, _, preprocess = open_clip.create_model_and_transforms(

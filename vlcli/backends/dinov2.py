@@ -6,6 +6,7 @@ from typing import Any
 
 from vlcli.backends.base import require, resolve_device, resolve_dtype
 from vlcli.errors import ModelLoadError
+from vlcli.hub import before_hf_load
 
 DEFAULT_MODEL = "facebook/dinov2-base"
 
@@ -15,6 +16,7 @@ def embedding_dim(
 ) -> int:
     """The embedding width of `model`, read from its config alone (no weights loaded)."""
     transformers = require("transformers", "models")
+    before_hf_load(model, revision)
     try:
         config = transformers.AutoConfig.from_pretrained(
             model, revision=revision, trust_remote_code=trust_remote_code
@@ -54,6 +56,7 @@ class TransformersEmbedder:
         transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        before_hf_load(model, revision)
         try:
             processor = transformers.AutoImageProcessor.from_pretrained(
                 model, revision=revision, trust_remote_code=trust_remote_code

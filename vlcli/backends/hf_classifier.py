@@ -10,6 +10,7 @@ from PIL import Image
 
 from vlcli.backends.base import require, resolve_device, resolve_dtype
 from vlcli.errors import ModelLoadError, UsageError
+from vlcli.hub import before_hf_load
 
 DEFAULT_MODEL = "AdamCodd/vit-base-nsfw-detector"
 NSFW_LABELS = frozenset({"nsfw", "porn", "sexy", "hentai", "explicit", "unsafe"})
@@ -38,6 +39,7 @@ def _load(model: str, revision: str | None, trust_remote_code: bool, device: str
     transformers = require("transformers", "models")
     transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    before_hf_load(model, revision, "--nsfw-model")
     try:
         processor = transformers.AutoImageProcessor.from_pretrained(model, **kwargs)
     except Exception as exc:

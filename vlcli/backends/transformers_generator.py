@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from vlcli.backends.base import require, resolve_device, resolve_dtype
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, Message, message_text
 from vlcli.errors import ModelLoadError, UsageError
+from vlcli.hub import before_hf_load
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +30,7 @@ def _load(
     transformers = require("transformers", "models")
     transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    before_hf_load(model, revision)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model, **kwargs)
     except Exception as exc:

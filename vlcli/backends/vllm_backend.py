@@ -13,6 +13,7 @@ from typing import Any
 from vlcli.backends.base import require
 from vlcli.backends.textgen import GenerationRequest, GenerationResult
 from vlcli.errors import ModelLoadError, UsageError
+from vlcli.hub import before_hf_load
 
 VLLM_DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -85,6 +86,7 @@ class VllmGenerator:
             kwargs["revision"] = revision
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
+        before_hf_load(model, revision)
         try:
             self._llm: Any = vllm.LLM(**kwargs)
         except Exception as exc:

@@ -166,8 +166,16 @@ def print_plan(p: Plan) -> None:
     out = RichTable("step", "pending rows", "models to load", box=None, header_style="dim")
     for s in p.steps:
         pending = "after earlier steps" if s.pending is None else f"{s.pending:,}"
-        out.add_row(s.name, pending, ", ".join(s.models) or "-")
+        models = [m + (f" [yellow]({s.missing[m]})[/]" if m in s.missing else "") for m in s.models]
+        out.add_row(s.name, pending, ", ".join(models) or "-")
     console.print(out)
+    missing = [m for s in p.steps for m in s.missing]
+    if missing:
+        console.print(
+            f"{len(missing)} model(s) are not here yet: a run downloads those on the model hub (it needs "
+            "network); offline, use --preset offline or local folders",
+            highlight=False,
+        )
 
 
 def print_summary(report: PipelineReport) -> None:
