@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from vlcli.cli.app import app
 from vlcli.errors import UsageError
-from vlcli.similar import build_index, similar
+from vlcli.similar import build_index, resolve_id, similar
 from vlcli.storage import Table
 
 
@@ -65,3 +65,37 @@ def test_cli(make_table: Callable[..., Table]) -> None:
     assert ids[1] in result.output
     bad = CliRunner().invoke(app, ["similar", table.path, "nope"])
     assert bad.exit_code == 2 and "no row with id" in bad.stderr
+
+
+def test_a_unique_id_prefix_names_the_row(make_table: Callable[..., Table]) -> None:
+    table = make_table(10)
+    ids, _ = with_embeddings(table)
+    expected = similar(table, ids[0], k=3)
+    assert similar(table, ids[0][:12], k=3).equals(expected)  # the review page shows 12 characters
+    assert resolve_id(table, ids[3][:6]) == ids[3]
+    result = CliRunner().invoke(app, ["similar", table.path, ids[0][:12], "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert ids[1] in result.output
+
+
+def test_an_ambiguous_prefix_lists_the_matches(make_table: Callable[..., Table]) -> None:
+    table = make_table(30)
+    ids, _ = with_embeddings(table)
+    # 30 hex ids over 16 first characters: some first character starts several of them
+    first = max("0123456789abcdef", key=lambda c: sum(i.startswith(c) for i in ids))
+    matching = sorted(i for i in ids if i.startswith(first))
+    with pytest.raises(UsageError, match=f"matches {len(matching)} rows") as info:
+        resolve_id(table, first)
+    assert all(i in str(info.value) for i in matching[:2]) and "give more characters" in str(info.value)
+    result = CliRunner().invoke(app, ["similar", table.path, first])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "matches" in result.stderr
+
+
+def test_an_unknown_id_or_prefix_says_so(make_table: Callable[..., Table]) -> None:
+    table = make_table(4)
+    with_embeddings(table)
+    with pytest.raises(UsageError, match="no row with id 'zz' or an id starting with it"):
+        similar(table, "zz")
+    with pytest.raises(UsageError, match="give an image ID"):
+        similar(table, " ")

@@ -16,7 +16,13 @@ from vlcli.storage import Table
 @handles_errors
 def command(
     table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
-    image_id: Annotated[str | None, typer.Argument(metavar="ID", help="The id of the query image.")] = None,
+    image_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ID",
+            help="The id of the query image, or its first characters (e.g. the 12 the review page shows).",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="How many neighbours.")] = 10,
     build: Annotated[
         bool,
