@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -143,6 +145,39 @@ def resolve_weights(model: str) -> str:
     return str(cached)  # ultralytics downloads it here rather than into the working directory
 
 
+def is_official(weights: str) -> bool:
+    """Whether `weights` is an Ultralytics release asset that Ultralytics itself downloaded into vl's cache
+    (by name), rather than a file someone handed us."""
+    path = Path(weights)
+    return path.parent == cache_dir() / "weights" and path.name in _asset_names()
+
+
+def _asset_names() -> frozenset[str]:
+    return frozenset(import_ultralytics().utils.downloads.GITHUB_ASSETS_NAMES)
+
+
+@contextlib.contextmanager
+def _unpickling(restricted: bool) -> Iterator[None]:
+    """Ultralytics unpickles `.pt` checkpoints with `weights_only=False`, which runs whatever code the
+    pickle names. Restricted, it loads with `weights_only=True` and an allow-list of its own model
+    classes (its ULTRALYTICS_SAFE_LOAD mode), which refuses a crafted file before running anything."""
+    import_ultralytics()
+    tasks: Any = importlib.import_module("ultralytics.nn.tasks")
+    previous = getattr(tasks, "SAFE_LOAD", None)
+    if restricted and (previous is None or not tasks._SafeLoad.SUPPORTED):
+        raise ModelLoadError(  # an Ultralytics without restricted loading: refuse rather than unpickle
+            "this ultralytics cannot load checkpoints without running their code: pass --trust-remote-code "
+            "to load a local .pt you trust, or use an ONNX/TorchScript export"
+        )
+    tasks.SAFE_LOAD = restricted
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes about pickle protocols: not the user's business
+            yield
+    finally:
+        tasks.SAFE_LOAD = previous
+
+
 def _load_error(model: str, why: str) -> ModelLoadError:
     return ModelLoadError(
         f"cannot load the detector {model!r}: {why} (use a local .pt path, or an Ultralytics weights name "
@@ -151,15 +186,22 @@ def _load_error(model: str, why: str) -> ModelLoadError:
 
 
 @lru_cache(maxsize=2)
-def _load(model: str) -> tuple[Any, dict[int, str]]:
+def _load(model: str, trust_remote_code: bool = False) -> tuple[Any, dict[int, str]]:
     ultralytics = import_ultralytics()
     weights = resolve_weights(model)
-    with _process_state_kept():
+    restricted = not (trust_remote_code or is_official(weights))
+    with _process_state_kept(), _unpickling(restricted):
         try:
             net = ultralytics.YOLO(weights, verbose=False)
             names = {int(k): str(v) for k, v in net.names.items()}  # exported models set up a predictor here
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if restricted and "outside the supported" in first:
+                raise ModelLoadError(
+                    f"refused to load the detector {model!r}: it is a pickle naming code outside "
+                    "Ultralytics' checkpoint format, and unpickling it could run that code (pass "
+                    "--trust-remote-code only if you trust where the file came from)"
+                ) from None
             raise _load_error(model, first) from exc
     if net.task not in BOX_TASKS:
         raise UsageError(
@@ -205,6 +247,7 @@ class UltralyticsDetector:
         half: bool | None = None,
         max_det: int = 300,
         batch_size: int = BATCH_SIZE,
+        trust_remote_code: bool = False,
     ) -> None:
         _check_options(conf, iou, imgsz, max_det, batch_size)
         self.name = model
@@ -214,7 +257,8 @@ class UltralyticsDetector:
             raise UsageError(f"half precision needs a CUDA device, not {self.device!r} (leave half unset)")
         self.conf, self.iou, self.imgsz, self.max_det = float(conf), float(iou), int(imgsz), int(max_det)
         self.batch_size = int(batch_size)
-        self.model, self.names = _load(model)
+        # Without trust_remote_code, a local .pt is unpickled with weights_only=True (see _unpickling).
+        self.model, self.names = _load(model, trust_remote_code)
         self._weights = str(self.model.ckpt_path or "")
 
     def detect(self, images: list[Image.Image]) -> list[list[Detection]]:

@@ -108,7 +108,9 @@ class BinStep(Step):
         if s.uses_ocr:
             self.models["ocr"] = create("ocr", s.ocr, **common)
         if s.uses_detector:
-            self.models["detector"] = create("detector", "ultralytics", model=s.detector, **common)
+            self.models["detector"] = create(
+                "detector", "ultralytics", model=s.detector, trust_remote_code=s.trust_remote_code, **common
+            )
         if s.captioner != "none":
             self.models["captioner"] = create(
                 "captioner",
