@@ -200,3 +200,14 @@ def test_preset_help_names_the_models_of_each_preset() -> None:
     assert all(name in HELP for name in names), HELP
     result = runner.invoke(app, ["run", "--help"])
     assert "seeds' models" not in result.output and "facebook/dinov2-small" in result.output
+
+
+def test_readme_keeps_its_two_commands_and_documents_a_cpu_only_install() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = [b.split("```")[0].strip() for b in readme.split("```bash\n")[1:]]
+    assert blocks[:2] == [
+        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/vl demo",
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest",
+    ]
+    cpu = next(b for b in blocks[2:] if "download.pytorch.org/whl/cpu" in b)
+    assert cpu.index("pip install torch torchvision --index-url") < cpu.index("pip install -e .")
