@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from vlcli.errors import ExportError, QueryError, UsageError
 from vlcli.hub import check_repo_id, hub_token, push_dataset
 from vlcli.images import Box, file_extension, image_extensions
+from vlcli.predicate import Predicate, conjoin, parse_where
 from vlcli.qa_records import QAOptions
 from vlcli.schema import DATASET, ID, IMAGE, INGEST_STATUS
 from vlcli.steps.base import Progress
@@ -114,7 +115,7 @@ def export(
     jsonl: str | Path | None = None,
     llava: str | Path | None = None,
     sharegpt: str | Path | None = None,
-    where: str | None = None,
+    where: str | Predicate | None = None,
     columns: Sequence[str] | None = None,
     image: bool = True,
     all_rows: bool = False,
@@ -145,14 +146,15 @@ def export(
         check_repo_id(push_to_hub)
         token = hub_token()  # before anything is written: a missing token fails fast
     per_item = kind in QA_FILE_FORMATS or (kind == "hf" and qx.has_qa(table.schema))
+    condition = parse_where(where)  # once: rejects what could escape the conditions it is combined with
     if per_item:
-        predicate: str | None = qx.qa_predicate(table.schema, where, qa, all_rows=all_rows)
+        predicate: str | None = qx.qa_predicate(table.schema, condition, qa, all_rows=all_rows)
     else:
-        predicate = row_filter(where, all_rows=all_rows)
+        predicate = row_filter(condition, all_rows=all_rows)
     try:
         total = table.count(predicate)
     except QueryError as exc:
-        raise QueryError(f"--where {where!r}: {_reason(exc, predicate)}") from exc
+        raise QueryError(f"--where {str(condition)!r}: {_reason(exc, predicate)}") from exc
     report = ExportReport(format=kind, target=str(target), where=predicate)
     folder: Path | None = target
     if kind in QA_FILE_FORMATS:
@@ -328,10 +330,9 @@ def select_columns(schema: pa.Schema, columns: Sequence[str] | None, *, image: b
     return list(dict.fromkeys([ID.name, *wanted]))
 
 
-def row_filter(where: str | None, *, all_rows: bool = False) -> str | None:
+def row_filter(where: str | Predicate | None, *, all_rows: bool = False) -> str | None:
     """The Lance predicate for the exported rows: successfully ingested ones, narrowed by `where`."""
-    parts = ([] if all_rows else [DEFAULT_WHERE]) + ([f"({where})"] if where and where.strip() else [])
-    return " AND ".join(parts) or None
+    return conjoin(None if all_rows else DEFAULT_WHERE, parse_where(where))
 
 
 def _reason(exc: QueryError, predicate: str | None) -> str:

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from vlcli import export as ex
 from vlcli.errors import ExportError, UsageError
 from vlcli.images import file_extension
+from vlcli.predicate import Predicate, conjoin, parse_where
 from vlcli.qa import SYNTH_DESCRIPTION, SYNTH_QA, VALIDATE_RESULTS
 from vlcli.qa_records import (
     ImageRow,
@@ -61,20 +62,23 @@ def uses_validation(schema: pa.Schema, options: QAOptions) -> bool:
     return VALIDATE_RESULTS.name in schema.names and not options.all_items
 
 
-def qa_predicate(schema: pa.Schema, where: str | None, options: QAOptions, *, all_rows: bool = False) -> str:
+def qa_predicate(
+    schema: pa.Schema, where: str | Predicate | None, options: QAOptions, *, all_rows: bool = False
+) -> str:
     """The rows a Q/A export reads: ingested, kept by the filter (kept or not filtered yet) unless `where`
     replaces that, with Q/A, validated when only valid items are exported."""
     if not has_qa(schema):
         raise ExportError("the table has no Q/A (no synth_qa column): run `vl synth` first")
-    parts = [] if all_rows else [ex.DEFAULT_WHERE]
-    if where and where.strip():
-        parts.append(f"({where})")
+    condition = parse_where(where)
+    parts: list[str | Predicate] = [] if all_rows else [ex.DEFAULT_WHERE]
+    if condition is not None:
+        parts.append(condition)
     elif FILTER_KEEP in schema.names:
-        parts.append(f"({FILTER_KEEP} IS NULL OR {FILTER_KEEP} = true)")
+        parts.append(f"{FILTER_KEEP} IS NULL OR {FILTER_KEEP} = true")
     parts.append(f"{SYNTH_QA.name} IS NOT NULL")
     if uses_validation(schema, options):
         parts.append(f"{VALIDATE_RESULTS.name} IS NOT NULL")
-    return " AND ".join(parts)
+    return conjoin(*parts) or ""
 
 
 def selection_note(schema: pa.Schema, options: QAOptions) -> str:

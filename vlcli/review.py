@@ -20,6 +20,7 @@ from PIL import Image
 
 from vlcli.errors import QueryError, UsageError
 from vlcli.images import ImageProblem, decode, encode, upright_size
+from vlcli.predicate import Predicate, conjoin, parse_where
 from vlcli.review_html import render_page, short_reason
 from vlcli.schema import step_names
 from vlcli.status import outcome_counts, pending_where
@@ -124,7 +125,7 @@ class ReviewReport:
 def write_review(
     table: Table,
     out: str | os.PathLike[str],
-    where: str | None = None,
+    where: str | Predicate | None = None,
     limit: int | None = DEFAULT_LIMIT,
     *,
     thumb_size: int = DEFAULT_THUMB_SIZE,
@@ -135,9 +136,10 @@ def write_review(
     to `out`; the header counts always cover the whole table."""
     started = time.perf_counter()
     _check_options(limit, thumb_size, workers)
+    condition = parse_where(where)  # once: one condition, nothing after a ';' silently dropped
     snapshot = table.snapshot()  # one version for counts and cards, whatever commits meanwhile
-    selected = _count(snapshot, where)
-    order, context = card_order(snapshot, where, limit)
+    selected = _count(snapshot, condition)
+    order, context = card_order(snapshot, conjoin(condition), limit)
     cards = load_cards(snapshot, order, context, thumb_size, workers or default_workers(), progress)
     summary = summarize(snapshot)
     report = ReviewReport(
@@ -146,7 +148,7 @@ def write_review(
         selected=selected,
         cards=len(cards),
         context=sum(c.context for c in cards),
-        where=where,
+        where=None if condition is None else condition.text,
     )
     report.thumbnail_errors.update(c.thumb.problem for c in cards if c.thumb.problem)
     page = render_page(snapshot.path, summary, cards, report, limit=limit, thumb_size=thumb_size)
@@ -164,11 +166,11 @@ def _check_options(limit: int | None, thumb_size: int, workers: int | None) -> N
         raise UsageError("--workers must be at least 1")
 
 
-def _count(table: Table, where: str | None) -> int:
+def _count(table: Table, where: Predicate | None) -> int:
     try:
-        return table.count(where)
+        return table.count(conjoin(where))
     except QueryError as exc:
-        raise QueryError(f"--where {where!r}: {exc}") from exc
+        raise QueryError(f"--where {str(where)!r}: {exc}") from exc
 
 
 # --- which rows, in which order ------------------------------------------------------------------
