@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,6 +52,15 @@ def table_rows(images: list[bytes], dataset: str = "test") -> pa.Table:
             "ingest_status": ["ok"] * len(images),
         }
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def vl_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The offline preset (and so `vl demo`) builds its tiny models here once per session, not in ~/.cache."""
+    folder = tmp_path_factory.mktemp("vl-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VL_CACHE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -310,3 +311,18 @@ def test_dry_run_checks_every_value_the_run_will(
     result = runner.invoke(app, [*args, "--set", option])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_a_demo_table_resumes_under_the_vl_run_the_demo_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    demo = runner.invoke(app, ["demo", "d6", "--images", "6", "--seed", "3"])
+    assert demo.exit_code == 0, demo.output
+    printed = [line.strip() for line in demo.output.splitlines() if line.strip().startswith("vl run d6/")]
+    assert printed == ["vl run d6/demo.lance --preset offline"]
+    again = runner.invoke(app, shlex.split(printed[0])[1:])
+    assert again.exit_code == 0, again.output
+    reports = Table.open(tmp_path / "d6" / "demo.lance").metadata()["run"]["step_reports"]
+    assert [r["step"] for r in reports] == STEPS.split(",")
+    assert all(r["done"] == r["skipped"] == r["errors"] == 0 for r in reports), reports

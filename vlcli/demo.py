@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ TABLE_NAME = "demo.lance"
 EXPORT_NAME = "demo-export"  # where the printed `vl export` hint writes; --overwrite clears it too
 
 ProgressFactory = Callable[[], Progress]
-MODELS_NAME = "models"  # DIR/models: the tiny offline stand-ins, built once
+MODELS_NAME = "models"  # DIR/models: where earlier versions built the tiny models (--overwrite removes it)
 REVIEW_NAME = "review.html"
 
 # Every step, in pipeline order: the filter runs first (nudenet's real model ships in its wheel), so no
@@ -36,14 +37,26 @@ REVIEW_NAME = "review.html"
 DEMO_STEPS: tuple[str, ...] = ("filter", "crop", "bin", "synth", "validate")
 
 
-def demo_settings(folder: Path, real_models: bool) -> Settings:
-    """`vl run` settings of the demo: the offline preset (or the real vision models), the stub LLM."""
-    layer: Settings = {
-        "run": {"preset": "default" if real_models else "offline", "steps": list(DEMO_STEPS)},
-        # No LLM server is assumed: the in-process stand-in writes the Q/A (not meaningful).
-        "synth": {"backend": "stub", "model": "stub"},
-    }
-    return resolve(layer, None, folder)
+# No LLM server is assumed: the in-process stand-in writes the Q/A (not meaningful). The offline preset
+# has it already; with --real-models it is set on top of the default preset.
+STUB_LLM = {"backend": "stub", "model": "stub"}
+
+
+def demo_settings(real_models: bool) -> Settings:
+    """`vl run` settings of the demo: exactly those of `resume_command`, so that command resumes the
+    demo's table instead of redoing steps (the offline preset's tiny models live in its own folder)."""
+    layer: Settings = {"run": {"preset": "default" if real_models else "offline", "steps": list(DEMO_STEPS)}}
+    if real_models:
+        layer["synth"] = dict(STUB_LLM)
+    return resolve(layer, None)
+
+
+def resume_command(table: Path, real_models: bool) -> str:
+    """The `vl run` command with the demo's settings: rerun on the demo's table, it has nothing to do."""
+    if not real_models:
+        return f"vl run {shlex.quote(str(table))} --preset offline"
+    stub = " ".join(f"--set synth.{k}={v}" for k, v in STUB_LLM.items())
+    return f"vl run {shlex.quote(str(table))} {stub}"
 
 
 @dataclass
@@ -61,6 +74,7 @@ class DemoResult:
     run: dict[str, Any] = field(default_factory=dict)  # the summary `vl run` stored on the table
     review: Path | None = None  # DIR/review.html
     seconds: float = 0.0
+    resume: str = ""  # the `vl run` command that resumes the table (it finds nothing left to do)
 
 
 def demo_paths(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -116,9 +130,7 @@ def run_demo(
     # Only the generated folder: other data/<name>/ folders in DIR are not the demo's. Its files sit
     # under data/demo/train/, so ingest names their dataset "demo".
     report = ingest(images, table_path, progress=_progress(progress_factory))
-    pipeline = run_pipeline(
-        table_path, demo_settings(root / MODELS_NAME, real_models), progress_factory=progress_factory
-    )
+    pipeline = run_pipeline(table_path, demo_settings(real_models), progress_factory=progress_factory)
     steps = pipeline.steps
     review = Path(write_review(Table.open(table_path), root / REVIEW_NAME).path) if steps else None
     return DemoResult(
@@ -133,6 +145,7 @@ def run_demo(
         run=pipeline.summary,
         review=review,
         seconds=time.perf_counter() - started,
+        resume=resume_command(table_path, real_models),
     )
 
 

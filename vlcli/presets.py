@@ -61,5 +61,5 @@ def offline(folder: Path) -> Settings:
             "clip": tiny_clip(folder / "tiny-clip"),
             "decode_side": 640,
         },
-        "synth": {"backend": "stub"},
+        "synth": {"backend": "stub", "model": "stub"},
     }

@@ -94,5 +94,9 @@ def _print_next(result: DemoResult) -> None:
     console.print(f"\ndone in {result.seconds:.1f}s; try next:", highlight=False)
     for line in lines:
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    console.print(
+        "the demo's own settings, rerun on its table (every step finds nothing left to do):", highlight=False
+    )
+    console.print(f"  {result.resume}", highlight=False, markup=False, soft_wrap=True)
     console.print("then on your own images, with real models small enough for a CPU:", highlight=False)
     console.print("  vl run path/to/your/images my.lance --preset fast", highlight=False, markup=False)
