@@ -255,9 +255,8 @@ def no_hub_message(why: str, refs: list[ModelRef]) -> str:
         else f"the Hugging Face Hub at {endpoint()} cannot be reached ({why})"
     )
     them = "they are" if len(refs) > 1 else "it is"
-    offline = (
-        "`vl run --preset offline`" if settings.startswith("--") else "--preset offline"
-    )  # a step's flag
+    # a step command's flag (--model) has no --preset beside it: name the command that has
+    offline = "`vl run --preset offline`" if settings.startswith("--") else "--preset offline"
     return (
         f"cannot load {names}: {where} and {them} not in the local cache; use {offline}, or point "
         f"{settings} at a local folder, or download {'them' if len(refs) > 1 else 'it'} where the hub is "
