@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -73,3 +74,30 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path, tiny_dinov2: st
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "rerun" in stderr
+
+
+def _help_pages() -> list[Any]:
+    """(argv, raw help text) of `vl` and of every command and subcommand, hidden aliases left out."""
+    pages = [pytest.param([], "", id="vl")]
+    for name, command in sorted(commands().items()):
+        if getattr(command, "hidden", False):
+            continue
+        pages.append(pytest.param([name], command.help or "", id=name))
+        for sub, subcommand in sorted(getattr(command, "commands", {}).items()):
+            pages.append(pytest.param([name, sub], subcommand.help or "", id=f"{name} {sub}"))
+    return pages
+
+
+@pytest.mark.parametrize(("argv", "text"), _help_pages())
+def test_help_shows_no_type_for_flags_and_wraps_paragraphs_to_the_terminal(
+    argv: list[str], text: str
+) -> None:
+    narrow = CliRunner().invoke(app, [*argv, "--help"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    assert "<bool>" not in narrow.output  # flags take no value (e.g. `--quiet`, `--help`)
+    wide = CliRunner().invoke(app, [*argv, "--help"], env={"COLUMNS": "400"})
+    lines = [" ".join(line.split()) for line in wide.output.splitlines()]
+    for paragraph in text.split("\n\n"):
+        one_line = " ".join(paragraph.split())
+        # wide enough for any paragraph: each shows on one line, not broken where the docstring was
+        assert any(one_line in line for line in lines), one_line

@@ -3,10 +3,50 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+
+def tidy_help(command: Any, ctx: Any) -> None:
+    """Help for `command` and its subcommands: no value type for flags, no hard line breaks in paragraphs."""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # typer's rich help shows `<bool>` for a flag, which takes no value
+    if command.help:
+        command.help = unwrap(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub, ctx)
+
+
+def unwrap(text: str) -> str:
+    """Each paragraph on one line, so the terminal wraps it (a paragraph starting with \\b keeps its lines)."""
+    paragraphs = text.strip().split("\n\n")
+    return "\n\n".join(
+        p if p.lstrip().startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )
+
+
+class VlGroup(TyperGroup):
+    """The `vl` command group: its help and its commands' help tidied as `tidy_help` says."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """The subcommand `cmd_name`, its help tidied."""
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            tidy_help(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        """The group's own help, tidied."""
+        tidy_help(self, ctx)
+        super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
+    cls=VlGroup,
     name="vl",
     help="Turn a pile of raw images into a curated vision-language training set, one Lance table.",
     no_args_is_help=True,
