@@ -89,18 +89,15 @@ TOKENIZER_CORPUS = (
 
 
 def _tiny_wordpiece() -> Any:
-    """A BERT-style uncased WordPiece tokenizer trained on a few captions, with BLIP's `[DEC]` bos token."""
+    """A BERT-style uncased WordPiece tokenizer over the words and letters of a few captions, with BLIP's
+    `[DEC]` bos token. Its vocabulary is listed, not trained: `tokenizers`' trainer breaks ties in another
+    order in each process, so the demo's captions (and all that follows from them) changed from run to run."""
     transformers = require("transformers", "models")
-    tokenizers = require("tokenizers", "models")
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
-    wordpiece = tokenizers.Tokenizer(tokenizers.models.WordPiece(unk_token="[UNK]"))
-    wordpiece.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
-    trainer = tokenizers.trainers.WordPieceTrainer(
-        vocab_size=200, special_tokens=specials, show_progress=False
-    )
-    wordpiece.train_from_iterator(TOKENIZER_CORPUS, trainer)
-    return transformers.BertTokenizer(vocab=wordpiece.get_vocab(), bos_token="[DEC]")
+    words = sorted({word for caption in TOKENIZER_CORPUS for word in caption.split()})
+    letters = sorted({letter for word in words for letter in word})
+    tokens = dict.fromkeys([*specials, *letters, *(f"##{letter}" for letter in letters), *words])
+    return transformers.BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, bos_token="[DEC]")
 
 
 def _tiny_vit_config(image_size: int) -> dict[str, Any]:
