@@ -141,3 +141,26 @@ def test_cli_errors(heavy: Table, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no vl table" in result.stderr
     result = run(heavy.path, "SELECT id FROM images", "--format", "xml")
     assert result.exit_code == 2 and "--format" in result.output
+
+
+def test_cli_select_star_leaves_bytes_out_and_fits_the_terminal(heavy: Table) -> None:
+    narrow = {"COLUMNS": "80"}
+    result = CliRunner().invoke(cli(), ["query", heavy.path, "SELECT * FROM images ORDER BY id"], env=narrow)
+    assert result.exit_code == 0, result.output
+    assert "bytes>" not in result.output  # the image column came with `*`: left out, and said so
+    assert "not shown: image (image bytes; name the column to see its size)" in result.output
+    assert "r00" in result.output
+    named = CliRunner().invoke(cli(), ["query", heavy.path, "SELECT id, image FROM images"], env=narrow)
+    assert f"<{IMAGE_BYTES} bytes>" in named.output and "not shown" not in named.output
+
+    extra = ", ".join(f"id AS copy_{i:02d}" for i in range(30))
+    sql = f"SELECT *, {extra} FROM images ORDER BY id"
+    result = CliRunner().invoke(cli(), ["query", heavy.path, sql, "--limit", "2"], env=narrow)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = lines[0].split()
+    assert all(name == "id" or len(name.rstrip("…")) >= 4 for name in header), header  # none squeezed to "…"
+    assert "r00" in lines[1] and all(len(line) <= 80 for line in lines)
+    note = next(line for line in lines if "did not fit in 80 characters" in line)
+    total = len(query(heavy, sql, limit=1).columns) - 1  # less the image column
+    assert int(note.split()[0]) == total - len(header)
