@@ -301,7 +301,11 @@ def test_dry_run_needs_no_model_and_says_which_are_missing(
         ("crop.batch_size=-4", "vl run: crop.batch_size: --batch-size must be at least 1"),
         ("filter.workers=0", "vl run: filter.workers: --workers must be at least 1"),
         ("synth.prefetch=0", "vl run: synth.prefetch: --prefetch must be at least 1"),
-        ("validate.pool=fork", "--pool must be 'thread' or 'process'"),
+        (
+            "validate.commit_seconds=-1",
+            "vl run: validate.commit_seconds: --commit-rows must be at least 1 and",
+        ),
+        ("validate.pool=fork", "--set: validate.pool: 'fork' is not one of thread, process"),
     ],
 )
 def test_dry_run_checks_every_value_the_run_will(
