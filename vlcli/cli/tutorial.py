@@ -32,6 +32,7 @@ PROMPT = "$ "
 WIDTH = 100  # columns of the sample output, whatever the terminal running the generator
 HOME = "/home/you"  # the scratch folder as the tutorial shows it
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "YOLO_OFFLINE": "1"}
+CACHE = ".vl-cache"  # inside the scratch folder
 
 # What changes from run to run (timings, dates, sizes, version numbers): masked when comparing.
 _VOLATILE = [
@@ -92,7 +93,9 @@ def _session(folder: Path) -> Iterator[None]:
 def run(command: Command, folder: Path) -> str:
     """What `command` prints (stdout and stderr as a terminal shows them), with `folder` shown as HOME;
     a command that fails raises: every command the tutorial shows must run as printed."""
-    result = CliRunner().invoke(app, command.argv, env=OFFLINE)
+    # a fresh model cache: tiny models built by an older vl would print other sample output
+    env = {**OFFLINE, "VL_CACHE_DIR": str(folder / CACHE)}
+    result = CliRunner().invoke(app, command.argv, env=env)
     text = result.output
     if result.exit_code != 0:
         raise UsageError(
