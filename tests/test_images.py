@@ -135,10 +135,11 @@ def test_decode_in_draft_mode_keeps_the_short_side_at_least_min_side() -> None:
     assert decode(data).size == (800, 600)
 
 
-def test_decode_reduces_formats_without_draft_mode_by_a_whole_factor_keeping_twice_min_side() -> None:
+def test_decode_reduces_formats_without_draft_mode_by_a_whole_factor_keeping_min_side() -> None:
     data = encode(Image.new("RGB", (300, 200)), "PNG")
-    assert decode(data, min_side=50).size == (150, 100)
-    assert decode(data, min_side=60).size == (300, 200)  # halving would leave 100 < 2 * 60
+    assert decode(data, min_side=50).size == (75, 50)
+    assert decode(data, min_side=60).size == (100, 67)  # a factor of 4 would leave 50 < 60
+    assert decode(data, min_side=101).size == (300, 200)
 
 
 def test_decode_raises_image_problem_for_bad_bytes() -> None:

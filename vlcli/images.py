@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import io
 import math
+import re
 import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -28,9 +28,6 @@ DECODE_BUDGET_BYTES = 768 * 2**20
 # Bytes per decoded pixel reserved against the budget: the worst conversion (a palette image with
 # transparency holds P, RGBA, its alpha and the RGB canvas at once) needs about this much.
 DECODE_BYTES_PER_PIXEL = 8
-# Formats with no draft mode are reduced by a whole factor right after decoding, down to this many times
-# the short side asked for (Pillow's `reducing_gap`: the later resample then looks like a direct one).
-REDUCING_GAP = 2
 PNG_COMPRESS_LEVEL = 1
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "JPEG2000": "jp2"}
@@ -75,7 +72,8 @@ _pillow_lock = threading.Lock()
 _pillow_users = 0  # calls in progress that read headers or decode
 _pillow_default: int | None = None
 _warning_users = 0
-_warning_context: Any = None
+_previous_show: Any = warnings.showwarning
+_EVERY_PIL_WARNING = ("always", None, Warning, re.compile(r"PIL\."), 0)
 _thread = threading.local()
 
 
@@ -105,17 +103,18 @@ def _own_bounds_only() -> Iterator[None]:
 def _caught_warnings() -> Iterator[list[str]]:
     """Warnings raised in this thread while inside (Pillow's corrupt-EXIF ones), as text, never printed.
 
-    `warnings.catch_warnings` swaps process-wide state and is not thread-safe on its own: one context
-    is shared by every thread inside (entered by the first, left by the last), and its hook hands each
-    warning to the list of the thread that raised it, or to the previous hook for other threads."""
-    global _warning_users, _warning_context
+    The warnings module's state is process-wide (`catch_warnings` is not thread-safe): the first thread
+    in puts a hook in front of `showwarning` that hands each warning to the list of the thread that
+    raised it (or to the previous hook, for other threads), and a filter showing Pillow's warnings every
+    time (each row's, not the first only); the last one out takes both away."""
+    global _warning_users, _previous_show
     caught: list[str] = []
     with _pillow_lock:
         if _warning_users == 0:
-            _warning_context = warnings.catch_warnings()
-            _warning_context.__enter__()
-            warnings.filterwarnings("always", module=r"PIL\.")  # every row's warning, not the first only
-            warnings.showwarning = functools.partial(_hand_over, warnings.showwarning)
+            _previous_show = warnings.showwarning
+            warnings.showwarning = _hand_over
+            cast(list[Any], warnings.filters).insert(0, _EVERY_PIL_WARNING)
+            warnings._filters_mutated()  # type: ignore[attr-defined]  # what filterwarnings calls
         _warning_users += 1
     outer = getattr(_thread, "caught", None)
     _thread.caught = caught
@@ -126,14 +125,17 @@ def _caught_warnings() -> Iterator[list[str]]:
         with _pillow_lock:
             _warning_users -= 1
             if _warning_users == 0:
-                _warning_context.__exit__(None, None, None)
-                _warning_context = None
+                if warnings.showwarning is _hand_over:
+                    warnings.showwarning = _previous_show
+                with contextlib.suppress(ValueError):  # someone replaced the filter list meanwhile
+                    cast(list[Any], warnings.filters).remove(_EVERY_PIL_WARNING)
+                warnings._filters_mutated()  # type: ignore[attr-defined]
 
 
-def _hand_over(previous: Any, message: Warning | str, *args: Any, **kwargs: Any) -> None:
+def _hand_over(message: Warning | str, *args: Any, **kwargs: Any) -> None:
     caught: list[str] | None = getattr(_thread, "caught", None)
     if caught is None:
-        previous(message, *args, **kwargs)
+        _previous_show(message, *args, **kwargs)
     elif (text := " ".join(str(message).split())) not in caught:
         caught.append(text)
 
@@ -196,6 +198,12 @@ class _Budget:
 DECODE_BUDGET = _Budget(DECODE_BUDGET_BYTES)
 
 
+def decode_budget(size: tuple[int, int]) -> contextlib.AbstractContextManager[None]:
+    """Hold room in DECODE_BUDGET for an image of `size` decoded and worked on inside the block (the
+    decodes inside do not wait again)."""
+    return DECODE_BUDGET.hold(size[0] * size[1] * DECODE_BYTES_PER_PIXEL)
+
+
 def check_pixels(size: tuple[int, int], doing: str, limit: int = STEP_MAX_PIXELS) -> None:
     """Raise TooLarge when an image of `size` would take more than `limit` pixels; `doing` says how."""
     w, h = size
@@ -256,13 +264,19 @@ def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
 
 
 def decode(
-    data: bytes, *, min_side: int | None = None, max_pixels: int | None = None, limit: int = STEP_MAX_PIXELS
+    data: bytes,
+    *,
+    min_side: int | None = None,
+    max_pixels: int | None = None,
+    limit: int = STEP_MAX_PIXELS,
+    reduce: bool = True,
 ) -> Image.Image:
     """Decode to an upright RGB image, allocating at most `limit` pixels (TooLarge, a skip, otherwise).
 
     With `min_side` the image decodes at a reduced size whose short side stays at least `min_side`:
-    JPEGs in draft mode, other formats reduced by a whole factor right after decoding. Large decodes
-    wait for room in DECODE_BUDGET. `max_pixels` bounds the header's size as ingest does (None: any)."""
+    JPEGs in draft mode, other formats (unless `reduce` is off: their pixels stay exact) shrunk by a
+    whole factor right after decoding. Large decodes wait for room in DECODE_BUDGET. `max_pixels`
+    bounds the header's size as ingest does (None: any)."""
     with _reading():
         img = _open(data, max_pixels)
         try:
@@ -274,7 +288,7 @@ def decode(
             with DECODE_BUDGET.hold(img.size[0] * img.size[1] * DECODE_BYTES_PER_PIXEL):
                 img.seek(0)  # animated images: the first frame
                 img.load()
-                img = _reduce(img, min_side)
+                img = shrink(img, min_side if reduce else None)
                 img = ImageOps.exif_transpose(img) or img
                 return to_rgb(img)
         except ImageProblem:
@@ -283,9 +297,10 @@ def decode(
             raise ImageProblem(f"cannot decode ({type(exc).__name__}: {exc})") from exc
 
 
-def _reduce(img: Image.Image, min_side: int | None) -> Image.Image:
-    """`img` shrunk by the largest whole factor that keeps its short side >= REDUCING_GAP * min_side."""
-    factor = min(img.size) // (REDUCING_GAP * min_side) if min_side else 0
+def shrink(img: Image.Image, min_side: int | None) -> Image.Image:
+    """`img` shrunk by the largest whole factor that keeps its short side >= min_side (an average over
+    factor x factor blocks: what JPEG draft mode does in the DCT domain, for formats without one)."""
+    factor = min(img.size) // min_side if min_side else 0
     if factor < 2:
         return img
     if img.mode not in _REDUCIBLE:
@@ -470,7 +485,7 @@ def view_bytes(
         target = short_side_size(target, size)
         check_pixels(target, f"resizing {width}x{height} to short side {size} gives", limit)
     # Held until the file is encoded: the decoded view and its resized copy live that long.
-    with DECODE_BUDGET.hold((full[0] * full[1] * DECODE_BYTES_PER_PIXEL) + target[0] * target[1] * 3):
+    with DECODE_BUDGET.hold(full[0] * full[1] * DECODE_BYTES_PER_PIXEL + target[0] * target[1] * 3):
         img = decode_view(
             data,
             None if whole else region,

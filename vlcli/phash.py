@@ -58,7 +58,7 @@ def phash_bytes(data: bytes, *, min_side: int | None = DRAFT_MIN_SIDE) -> int:
     # Draft decoding scales in the JPEG's DCT domain, so pixels differ slightly from a full-size decode
     # and coefficients near the median can swap sides (benchmarks/phash.py measures how often). `decode`
     # also applies EXIF orientation and puts transparency on white, as every other step sees the image.
-    return phash(decode(data, min_side=min_side))
+    return phash(decode(data, min_side=min_side, reduce=False))  # other formats: exact pixels
 
 
 def to_int64(h: int) -> int:

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from vlcli.errors import UsageError
 from vlcli.images import Box, ImageProblem, view_bytes
-from vlcli.steps.base import reason_key
+from vlcli.steps.base import reason_key, return_freed_memory
 
 CROP_BOX = "crop_box"
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG"}
@@ -100,6 +100,7 @@ def map_rows(
     scan order, keeping at most BATCHES_AHEAD batches in flight so memory stays flat."""
     if workers < 1:
         raise UsageError("--workers must be at least 1")
+    return_freed_memory()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vl-export")
     in_flight: deque[tuple[pa.RecordBatch, list[Future[T]]]] = deque()
     try:

@@ -71,6 +71,23 @@ def test_export_upscaling_a_one_pixel_strip_is_skipped_with_the_numbers() -> Non
     assert render(data, None, ViewOptions(size=256)).data == data
 
 
+def test_bin_skips_a_strip_that_clip_would_resize_to_gigabytes() -> None:
+    from vlcli.steps.bin import CLIP_MAX_SIDE, BinSettings, BinStep
+
+    # CLIP resizes the short side to its input size first: 1x50000 would become 448x22400000.
+    step = BinStep(BinSettings(ocr="none", detector="none"))  # no model is loaded to prepare a row
+    row = {"id": "x", "image": png((1, 50000)), "width": 1, "height": 50000}
+    with pytest.raises(TooLarge) as caught:
+        step.prepare(row)
+    assert error_status(caught.value) == (
+        f"skipped: too large for this step (CLIP resizing 1x50000 to short side {CLIP_MAX_SIDE} gives "
+        "448x22400000 = 10,035,200,000 pixels > 100,000,000)"
+    )
+    # without CLIP the same strip is fine: every other model scales the long side down
+    no_clip = BinStep(BinSettings(ocr="none", detector="none", captioner="none", clip="none"))
+    assert no_clip.prepare(row).image.size == (1, 50000)
+
+
 def test_a_decode_over_the_bound_is_a_skip_not_an_error() -> None:
     data = png((5000, 4000))
     with pytest.raises(TooLarge) as caught:
@@ -89,10 +106,21 @@ def test_a_jpeg_over_the_bound_decodes_at_a_reduced_scale_instead() -> None:
 
 
 def test_large_pngs_are_reduced_while_decoding_when_a_step_needs_fewer_pixels() -> None:
-    # vl filter needs 256 px (pHash at 32, NSFW at 320): a 4000x3000 PNG is kept at 1/5, not full size.
+    # vl filter needs 256 px (pHash at 32, NSFW at 320): a 4000x3000 PNG is kept at 1/11, not full size.
     img = decode(png((4000, 3000), "RGB"), min_side=256)
-    assert img.size == (800, 600)
-    assert min(img.size) >= 2 * 256  # reduced by a whole factor, keeping twice the short side asked for
+    assert img.size == (364, 273)
+
+
+def test_filter_hashes_a_png_at_full_size_and_keeps_a_small_copy_for_the_nsfw_model() -> None:
+    from vlcli.phash import phash_bytes, to_int64
+    from vlcli.steps.filter import FilterStep, ScoreSettings
+
+    data = png((4000, 3000), "RGB")
+    img, digest = FilterStep(ScoreSettings(nsfw="none")).prepare(
+        {"id": "x", "image": data, "width": 4000, "height": 3000}
+    )
+    assert img.size == (364, 273)  # what waits for the NSFW model: 0.3 MB, not 36 MB
+    assert digest == to_int64(phash_bytes(data))  # the hash of the exact pixels, as before
 
 
 # --- the bytes in flight: prepared rows waiting for the model are bounded in bytes, not only rows ---
@@ -126,10 +154,10 @@ def test_prepared_rows_in_flight_are_bounded_in_bytes(tmp_path: Path) -> None:
     images = [png((8, 8 + i)) for i in range(300)]
     table = table_of(tmp_path, images)
     step = _Megabytes()
-    opts = RunOptions(batch_size=64, workers=2, prefetch=2, prefetch_bytes=4 * 2**20)
+    opts = RunOptions(batch_size=64, workers=2, prefetch=1, prefetch_bytes=8 * 2**20)
     report = run_step(table, step, opts)
     assert report.done == 300 and sum(step.batches) == 300
-    # a batch: its share of the 4 MB, plus the chunks (of CHUNK_ROWS rows) under way when it was cut
-    in_progress = (2 * opts.workers + 1) * CHUNK_ROWS
-    assert max(step.batches) <= 4 + in_progress < opts.batch_size
-    assert step.most_in_flight <= 4 + 2 * in_progress
+    # `process` gets a batch's share of the budget (8 MB over the queued batch and the one filling)
+    assert max(step.batches) == 4
+    # in flight: the budget, and before the first row's size is known, the chunks the workers started
+    assert step.most_in_flight <= 8 + 2 * opts.workers * CHUNK_ROWS

@@ -13,7 +13,7 @@ from vlcli.backends import create
 from vlcli.binning import BINS, BinRules, Features, assign
 from vlcli.errors import UsageError
 from vlcli.features import dispersion, num_classes, text_area_ratio
-from vlcli.images import clamp_box, decode_view
+from vlcli.images import check_pixels, clamp_box, decode_view, short_side_size
 from vlcli.schema import Column
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
 from vlcli.storage import Table
@@ -39,6 +39,8 @@ CAPTION = Column("caption", pa.string(), "a caption of the view")
 CLIP_SCORE = Column("clip_score", pa.float32(), "cosine similarity of the caption and the view (CLIP)")
 BIN = Column("bin", pa.string(), "A (text), B (objects), C (commonsense), or NULL when unassigned")
 BIN_SELECTED = Column("bin_selected", pa.bool_(), "inside its bin's quota")
+
+CLIP_MAX_SIDE = 448  # open_clip models take 224-448 px inputs, resizing the short side to that first
 
 FEATURE_COLUMNS = (
     OCR_BOXES,
@@ -86,6 +88,15 @@ class BinSettings:
         return self.features == "full" and self.detector != "none"
 
 
+def clip_side(scorer: Any) -> int:
+    """The short side CLIP resizes a view to: the model's input size, else (process-pool workers have no
+    model) the largest in common use."""
+    size = getattr(getattr(getattr(scorer, "model", None), "visual", None), "image_size", None)
+    if isinstance(size, (tuple, list)):
+        size = min(size)
+    return size if isinstance(size, int) and size > 0 else CLIP_MAX_SIDE
+
+
 class BinStep(Step):
     """Per row: decode the view once, run each model once (batched across images), store the features."""
 
@@ -129,15 +140,23 @@ class BinStep(Step):
         return {**self.__dict__, "models": {}}  # process-pool workers only run `prepare`
 
     def prepare(self, row: dict[str, Any]) -> Any:
-        """The view (the crop when there is one) decoded once, upright RGB, and the view's full size."""
+        """The view (the crop when there is one) decoded once, upright RGB, and the view's full size.
+        A view so thin that CLIP's resize of its short side would take more than STEP_MAX_PIXELS is
+        skipped before it is decoded."""
         box = row.get("crop_box")
-        img = decode_view(row["image"], box, min_side=self.settings.decode_side)
+        size: tuple[int, int] | None = None
         if box is not None:
             full = clamp_box(tuple(box), (row["width"], row["height"]))
             size = (full[2] - full[0], full[3] - full[1])
-        else:
-            size = (row["width"] or img.width, row["height"] or img.height)
-        return _View(img, size)
+        elif row["width"] and row["height"]:
+            size = (row["width"], row["height"])
+        if size is not None and self.settings.clip != "none":
+            side = clip_side(self.models.get("clip"))
+            check_pixels(
+                short_side_size(size, side), f"CLIP resizing {size[0]}x{size[1]} to short side {side} gives"
+            )
+        img = decode_view(row["image"], box, min_side=self.settings.decode_side)
+        return _View(img, size or img.size)
 
     def _timed(self, model: str, *args: Any) -> Any:
         started = time.perf_counter()

@@ -13,7 +13,7 @@ import pyarrow as pa
 from vlcli.backends import create
 from vlcli.dedup import dedup
 from vlcli.errors import UsageError
-from vlcli.images import decode
+from vlcli.images import decode, decode_budget, shrink
 from vlcli.phash import DRAFT_MIN_SIDE, phash, to_int64
 from vlcli.schema import Column
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
@@ -75,7 +75,7 @@ class FilterStep(Step):
     """Per row: decode once, hash, score NSFW in batches. Then, globally: apply the rules."""
 
     name = "filter"
-    reads = ("id", "image")
+    reads = ("id", "image", "width", "height")
 
     def __init__(self, settings: ScoreSettings | None = None, rules: FilterRules | None = None) -> None:
         self.settings = settings or ScoreSettings()
@@ -101,9 +101,13 @@ class FilterStep(Step):
         return {**self.__dict__, "scorer": None}  # process-pool workers only run `prepare`
 
     def prepare(self, row: dict[str, Any]) -> Any:
-        """Decode once (JPEG draft mode: the NSFW models look at <= 320 px, pHash at 32 px) and hash."""
-        img = decode(row["image"], min_side=DRAFT_MIN_SIDE)
-        return img, to_int64(phash(img))
+        """Decode once (JPEG draft mode: the NSFW models look at <= 320 px, pHash at 32 px) and hash;
+        other formats are hashed at full size, as `phash_bytes` does, and shrunk before they wait for
+        the NSFW model (a 10000x10000 PNG: a few hundred KB instead of 300 MB)."""
+        # the full-size pixels live until hashed: reserve them for that long, not only while decoding
+        with decode_budget((row["width"] or 0, row["height"] or 0)):
+            img = decode(row["image"], min_side=DRAFT_MIN_SIDE, reduce=False)
+            return shrink(img, DRAFT_MIN_SIDE), to_int64(phash(img))
 
     def process(self, items: list[Any]) -> list[dict[str, Any]]:
         """Score the batch's NSFW probability; pass the hashes through."""
