@@ -50,6 +50,7 @@ def table_rows(images: list[bytes], dataset: str = "test") -> pa.Table:
             "format": [i.format for i in infos],
             "file_size": [len(b) for b in images],
             "ingest_status": ["ok"] * len(images),
+            "ingest_warnings": pa.nulls(len(images), pa.string()),
         }
     )
 
