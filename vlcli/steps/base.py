@@ -278,8 +278,8 @@ def _chunks(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, Any]]]:
 
 class _Prefetcher:
     """Reads pending batches and submits their `prepare` work ahead of the consumer, bounded in batches
-    (`prefetch`) and in bytes: prepared rows not yet processed, plus the rows under way at the largest
-    size seen so far, stay under about `prefetch_bytes`. A batch is handed over short once it holds its
+    (`prefetch`) and in bytes: prepared rows not yet processed, plus the rows under way at the size of
+    the largest recent one, stay under about `prefetch_bytes`. A batch is handed over short once it holds its
     share of that, and handed to `process` in parts of at most that share."""
 
     _END = object()
@@ -294,7 +294,7 @@ class _Prefetcher:
         self._held = 0  # bytes of prepared rows that `process` has not finished with
         self._running = 0  # prepare tasks submitted and not finished
         self._running_rows = 0
-        self._row_bytes = 0  # the most a prepared row has held so far
+        self._row_bytes = 0  # about the most a recent prepared row has held
         self._max_running = 2 * opts.workers  # one under way and one queued per worker
         self._budget = opts.prefetch_bytes
         self._share = max(1, opts.prefetch_bytes // (opts.prefetch + 1))  # one batch's bytes
@@ -331,7 +331,8 @@ class _Prefetcher:
             self._running -= 1
             self._running_rows -= rows
             self._held += sum(sizes)
-            self._row_bytes = max(self._row_bytes, *sizes, 0)
+            # the largest recent row: decays, so one huge row does not slow the rest of the run
+            self._row_bytes = max(max(sizes, default=0), self._row_bytes * 9 // 10)
             batch.bytes += sum(sizes)
             self._room.notify_all()
 
