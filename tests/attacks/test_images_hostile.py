@@ -15,7 +15,7 @@ from conftest import jpeg_bytes
 from PIL import Image
 
 from vlcli.images import ImageProblem, decode, probe
-from vlcli.ingest import ingest
+from vlcli.ingest import IngestOptions, ingest
 from vlcli.storage import Table
 
 
@@ -104,6 +104,20 @@ def test_the_reason_quotes_our_bound_not_pillows() -> None:
     with pytest.raises(ImageProblem) as caught:
         probe(data, max_pixels=300_000_000)
     assert str(caught.value) == "too many pixels: 20000x20000 = 400,000,000 > max_pixels 300,000,000"
+
+
+def test_ingest_honours_max_pixels_above_pillows_limit(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "huge.png").write_bytes(png_header(20_000, 20_000))
+    ingest(folder, tmp_path / "a.lance", IngestOptions(max_pixels=400_000_000))
+    ingest(folder, tmp_path / "b.lance")
+    [allowed] = Table.open(tmp_path / "a.lance").to_arrow(["width", "ingest_status"]).to_pylist()
+    [refused] = Table.open(tmp_path / "b.lance").to_arrow(["ingest_status"]).to_pylist()
+    assert allowed == {"width": 20_000, "ingest_status": "ok"}
+    assert refused["ingest_status"] == (
+        "error: too many pixels: 20000x20000 = 400,000,000 > max_pixels 100,000,000"
+    )
 
 
 def test_concurrent_probes_each_get_their_own_bound() -> None:
