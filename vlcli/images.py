@@ -140,12 +140,23 @@ def _hand_over(message: Warning | str, *args: Any, **kwargs: Any) -> None:
         caught.append(text)
 
 
+def _pil_open(fp: io.BytesIO) -> Image.Image:
+    """Pillow's own `Image.open`, even after ultralytics replaced it process-wide."""
+    # ultralytics' replacement answers an unidentified image by trying to pip-install a HEIF plugin
+    opener = getattr(Image.open, "__module__", "") or ""
+    if opener.startswith("ultralytics"):
+        from ultralytics.utils import patches
+
+        return cast(Image.Image, patches._image_open(fp))
+    return Image.open(fp)
+
+
 def _open(data: bytes, max_pixels: int | None) -> Image.Image:
     """Read the header (inside `_reading`), checking `max_pixels` (None: any size)."""
     if not data:
         raise ImageProblem("empty file")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = _pil_open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise ImageProblem("not an image (unrecognised format)") from exc
     except (OSError, ValueError, SyntaxError) as exc:

@@ -207,3 +207,17 @@ def test_ingest_stores_the_warnings_on_the_row(tmp_path: Path) -> None:
     assert by_name["bad_exif.jpg"]["ingest_status"] == "ok"
     assert by_name["bad_exif.jpg"]["ingest_warnings"] == "Tag data larger than file. Skipping tag 270"
     assert by_name["fine.jpg"]["ingest_warnings"] is None
+
+
+# --- ultralytics replaces PIL's Image.open process-wide ------------------------------------------
+
+
+def test_random_bytes_are_not_an_image_after_ultralytics_patched_pillow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Image, "open", Image.open)  # undo ultralytics' patch when the test ends
+    import ultralytics.utils.patches  # noqa: F401  (importing it replaces Image.open)
+
+    assert Image.open.__module__.startswith("ultralytics")
+    with pytest.raises(ImageProblem, match="not an image"):
+        probe(bytes(range(256)) * 16)

@@ -53,7 +53,6 @@ def ultralytics_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 def test_a_pickled_detector_is_refused_before_it_runs(
     tmp_path: Path, make_table: Callable[..., Table], zipped: bool
 ) -> None:
-    pytest.importorskip("ultralytics")
     marker = tmp_path / "pwned"
     weights = crafted(tmp_path / "best.pt", marker, zipped)
     table = make_table(2)
@@ -66,7 +65,6 @@ def test_a_pickled_detector_is_refused_before_it_runs(
 
 
 def test_a_real_local_checkpoint_still_loads_without_trust(tmp_path: Path) -> None:
-    pytest.importorskip("ultralytics")
     built = create("detector", "ultralytics", model="yolov8n.yaml", device="cpu")
     weights = tmp_path / "mine.pt"
     built.model.save(str(weights))
