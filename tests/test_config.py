@@ -211,3 +211,13 @@ def test_readme_keeps_its_two_commands_and_documents_a_cpu_only_install() -> Non
     ]
     cpu = next(b for b in blocks[2:] if "download.pytorch.org/whl/cpu" in b)
     assert cpu.index("pip install torch torchvision --index-url") < cpu.index("pip install -e .")
+
+
+def test_ingest_safety_switches_are_config_keys(tmp_path: Path) -> None:
+    path = tmp_path / "vl.yaml"
+    path.write_text("ingest:\n  allow_external_paths: true\n")
+    settings, _ = config.load(path)
+    assert config.ingest_options(settings["ingest"]).allow_external_paths is True
+    path.write_text("ingest:\n  allow_external_paths: maybe\n")
+    with pytest.raises(UsageError, match="vl.yaml:2: ingest.allow_external_paths"):
+        config.load(path)

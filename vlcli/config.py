@@ -23,7 +23,15 @@ from vlcli.ingest import IngestOptions
 from vlcli.steps.base import RunOptions
 
 RUNNER_KEYS = ("batch_size", "workers", "pool", "prefetch", "commit_rows", "commit_seconds")
-INGEST_KEYS = ("dataset", "split", "image_column", "keep_columns", "max_pixels", "batch_rows")
+INGEST_KEYS = (
+    "dataset",
+    "split",
+    "image_column",
+    "keep_columns",
+    "max_pixels",
+    "allow_external_paths",
+    "batch_rows",
+)
 RUN_KEYS = ("steps", "preset", "sample", "seed")
 RUN_HINTS: dict[str, Any] = {"steps": list[str] | str, "preset": str, "sample": int | None, "seed": int}
 DEFAULT_STEPS = ("filter", "crop", "bin", "synth", "validate")
