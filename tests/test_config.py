@@ -219,5 +219,5 @@ def test_ingest_safety_switches_are_config_keys(tmp_path: Path) -> None:
     settings, _ = config.load(path)
     assert config.ingest_options(settings["ingest"]).allow_external_paths is True
     path.write_text("ingest:\n  allow_external_paths: maybe\n")
-    with pytest.raises(UsageError, match="vl.yaml:2: ingest.allow_external_paths"):
+    with pytest.raises(UsageError, match=r"vl\.yaml:2: ingest\.allow_external_paths"):
         config.load(path)
