@@ -417,12 +417,19 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Any:
     sampling.StructuredOutputsParams = FakeSchemaParams  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+    # the hub is unreachable in tests and these model names are not cached: record the check instead
+    monkeypatch.setattr("vlcli.backends.vllm_backend.before_hf_load", lambda m, r=None: HUB_CHECKS.append(m))
+    HUB_CHECKS.clear()
     FakeLLM.instances.clear()
     return sampling
 
 
+HUB_CHECKS: list[str] = []
+
+
 def test_vllm_sends_the_whole_batch_in_one_chat_call(fake_vllm: Any) -> None:
     gen = create("generator", "vllm", model="org/model", dtype="bf16", max_model_len=4096)
+    assert HUB_CHECKS == ["org/model"]  # the hub is asked once, before vLLM starts loading
     requests = [chat(f"q{i}", QA_SCHEMA if i % 2 else None, seed=i, max_tokens=64) for i in range(5)]
     results = gen.generate(requests)
     [llm] = FakeLLM.instances
