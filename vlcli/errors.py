@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vlcli.text import first_line
+
 
 class RowSkipped(Exception):
     """A row a step deliberately does not process; stored as `skipped: <message>`, not an error."""
@@ -53,9 +55,8 @@ class ModelLoadError(VlError):
     @classmethod
     def wrap(cls, what: str, model: str, exc: BaseException) -> ModelLoadError:
         """One line naming what failed to load, the first line of why, and how to fix it."""
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return cls(
-            f"cannot load {what} {model!r}: {first} (check the name or path; offline, the model must already "
+            f"cannot load {what} {model!r}: {first_line(exc)} (check the name or path; offline, the model must already "
             "be in the Hugging Face cache)"
         )
 

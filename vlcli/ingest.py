@@ -22,8 +22,9 @@ from vlcli.errors import UsageError
 from vlcli.images import DEFAULT_MAX_PIXELS, ImageProblem, content_id, probe, source_id
 from vlcli.schema import ingest_schema
 from vlcli.sources import Record, Source, open_source
-from vlcli.steps.base import MAX_REASON_CHARS, Progress, error_status, reason_key
+from vlcli.steps.base import Progress, error_status, reason_key
 from vlcli.storage import Table, table_exists
+from vlcli.text import MAX_REASON_CHARS, one_line
 
 _CHUNK_ROWS = 16  # records per worker task: amortises task overhead, keeps the pool busy
 _CHUNK_BYTES = 16 * 2**20
@@ -178,7 +179,7 @@ def _read_error(exc: OSError) -> str:
 
 
 def _error_row(record: Record, reason: str, size: int | None) -> _Row:
-    text = " ".join(reason.split())[:MAX_REASON_CHARS]
+    text = one_line(reason)
     status = text if text.startswith("error: ") else f"error: {text}"
     return _Row(source_id(record.source), record, None, None, None, None, size, status)
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, TextGenerator, image_part, text_part
 from vlcli.errors import UsageError
 from vlcli.qa import LETTERS, QAItem
+from vlcli.text import one_line
 from vlcli.validation import answer_letter
 
 VISUAL_TYPE = pa.struct(
@@ -142,8 +143,7 @@ def context_text(ocr_text: str | None, labels: list[str], caption: str | None, l
     if labels:
         lines.append("Objects: " + ", ".join(dict.fromkeys(labels)))
     if ocr_text:
-        text = " ".join(ocr_text.split())
-        lines.append("Text in the image: " + (text if len(text) <= limit else text[:limit] + " …"))
+        lines.append("Text in the image: " + one_line(ocr_text, limit))
     return "\n".join(lines) or "(nothing: judge the text alone)"
 
 

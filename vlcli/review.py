@@ -21,11 +21,12 @@ from PIL import Image
 from vlcli.errors import QueryError, UsageError
 from vlcli.images import ImageProblem, decode, encode, upright_size
 from vlcli.predicate import Predicate, conjoin, parse_where
-from vlcli.review_html import render_page, short_reason
+from vlcli.review_html import REASON_CHARS, render_page
 from vlcli.schema import step_names
 from vlcli.status import outcome_counts, pending_where
 from vlcli.steps.base import Progress
 from vlcli.storage import Table
+from vlcli.text import one_line
 from vlcli.views import default_workers, map_rows
 
 DEFAULT_LIMIT = 500
@@ -378,7 +379,7 @@ def _qa(lf: pl.LazyFrame, has_validation: bool) -> QASummary:
         )
         folded: Counter[str] = Counter()
         for reason, n in reasons.iter_rows():
-            folded[short_reason(reason)] += n
+            folded[one_line(reason, REASON_CHARS)] += n
         out.reasons = folded.most_common(TOP_REASONS)
     return out
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from vlcli import __version__
 from vlcli.qa import LETTERS
 from vlcli.steps.base import reason_key
+from vlcli.text import one_line
 
 if TYPE_CHECKING:
     from vlcli.review import Card, ReviewReport, Summary
@@ -38,12 +39,6 @@ VALIDITY = (
 def esc(value: object) -> str:
     """Text escaped for HTML content and attribute values."""
     return html.escape(str(value), quote=True)
-
-
-def short_reason(text: str) -> str:
-    """A validation reason as a filter label: one line, at most REASON_CHARS characters."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 1] + "…"
 
 
 def cut(text: str, limit: int) -> str:
@@ -218,7 +213,7 @@ def reason_labels(row: dict[str, Any]) -> list[str]:
             labels.append(f"{name[: -len('_status')]}: {'pending' if value is None else reason_key(value)}")
     for result in row.get("validate_results") or []:
         if result and result.get("valid") is False:
-            labels += [f"validate: {short_reason(r)}" for r in result.get("reasons") or []]
+            labels += [f"validate: {one_line(r, REASON_CHARS)}" for r in result.get("reasons") or []]
     return labels
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from vlcli.errors import SourceError, UsageError
 from vlcli.schema import INGEST_COLUMNS
+from vlcli.text import first_line
 
 IMAGE_EXTENSIONS = frozenset(
     [
@@ -551,17 +552,17 @@ class HubSource(_ArrowSource):
                 yield batch
         except ValueError as exc:
             if "split" in str(exc).lower():
-                raise UsageError(f"--split: {_first_line(exc)}") from exc
-            raise SourceError(f"cannot read hub dataset {self.location!r}: {_first_line(exc)}") from exc
+                raise UsageError(f"--split: {first_line(exc)}") from exc
+            raise SourceError(f"cannot read hub dataset {self.location!r}: {first_line(exc)}") from exc
         except (OSError, ImportError) as exc:
             if rows:
                 raise SourceError(
-                    f"reading {self.location!r} failed after {rows} rows ({_first_line(exc)}); "
+                    f"reading {self.location!r} failed after {rows} rows ({first_line(exc)}); "
                     "rerun to resume: rows already ingested are skipped"
                 ) from exc
             raise SourceError(
                 f"{self.location!r} is not a file or folder, and the hub dataset cannot be opened: "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from exc
 
     def describe(self) -> str:
@@ -583,11 +584,6 @@ class HubSource(_ArrowSource):
 def _chain_first(first: pa.Table, rest: Iterator[pa.Table]) -> Iterator[pa.Table]:
     yield first
     yield from rest
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 # --- choosing a source ------------------------------------------------------------------------

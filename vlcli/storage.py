@@ -24,6 +24,7 @@ from vlcli.errors import (
     TableWriteError,
     VlError,
 )
+from vlcli.text import first_line
 
 # Lance raises plain OSError/RuntimeError for commit conflicts; these words identify them.
 _CONFLICT_WORDS = ("conflict", "retryable", "concurrent")
@@ -127,7 +128,7 @@ class Table:
         try:
             return int(self._ds.count_rows(where))
         except (ValueError, OSError, RuntimeError) as exc:
-            raise QueryError(f"bad predicate {where!r}: {_first_line(exc)}") from exc
+            raise QueryError(f"bad predicate {where!r}: {first_line(exc)}") from exc
 
     def scan(
         self,
@@ -151,7 +152,7 @@ class Table:
         except (ValueError, OSError, RuntimeError) as exc:
             if isinstance(exc, VlError):
                 raise
-            raise QueryError(f"cannot scan {where!r}: {_first_line(exc)}") from exc
+            raise QueryError(f"cannot scan {where!r}: {first_line(exc)}") from exc
 
     def to_arrow(self, columns: Iterable[str], where: str | None = None) -> pa.Table:
         """Read `columns` of the rows matching `where` into memory."""
@@ -184,7 +185,7 @@ class Table:
                 columns=[*columns, "_distance"], nearest=query, filter=where, prefilter=where is not None
             )
         except (ValueError, OSError, RuntimeError) as exc:
-            raise QueryError(f"nearest-neighbour search on {column!r} failed: {_first_line(exc)}") from exc
+            raise QueryError(f"nearest-neighbour search on {column!r} failed: {first_line(exc)}") from exc
 
     def vector_indices(self, column: str) -> list[str]:
         """Names of the vector indices on `column`."""
@@ -442,7 +443,7 @@ def _write_error(path: str, exc: BaseException | None, creating: bool = False) -
         return TableWriteError(
             f"table {path!r} was deleted or moved during the run; nothing more was written to it"
         )
-    reason = _RUST_LOCATION.sub("", _first_line(exc))
+    reason = _RUST_LOCATION.sub("", first_line(exc))
     reason = re.sub(r"^(LanceError\(\w+\)|Invalid user input):\s*", "", reason).strip()
     lowered = reason.lower()
     if "ambiguous merge insert" in lowered:
@@ -459,8 +460,3 @@ def _write_error(path: str, exc: BaseException | None, creating: bool = False) -
         return TableWriteError(f"no space left for table {path!r}; free some disk space and rerun to resume")
     action = "create" if creating else "write to"
     return TableWriteError(f"cannot {action} table {path!r}: {reason}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -25,6 +25,7 @@ import httpx
 
 from vlcli.backends.textgen import GenerationRequest, GenerationResult
 from vlcli.errors import ModelLoadError, UsageError
+from vlcli.text import one_line
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -45,12 +46,6 @@ def public_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
-def one_line(text: str, limit: int = ERROR_BODY_CHARS) -> str:
-    """`text` on one line (whitespace collapsed), cut to `limit` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -258,7 +253,7 @@ class OpenAICompatibleGenerator:
         status = response.status_code
         if status == 200:
             return _Attempt(result=self._parse(response, attempts))
-        text = self._scrub(one_line(response.text))
+        text = self._scrub(one_line(response.text, ERROR_BODY_CHARS))
         if status == 429 or status >= 500:
             return _Attempt(
                 retry_reason=f"HTTP {status}",
@@ -274,7 +269,7 @@ class OpenAICompatibleGenerator:
             payload = response.json()
             content = payload["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            return self._error(f"unreadable reply: {self._scrub(one_line(response.text))}", attempts)
+            return self._error(f"unreadable reply: {self._scrub(one_line(response.text, ERROR_BODY_CHARS))}", attempts)
         if not isinstance(content, str):
             return self._error("the reply has no text content", attempts)
         raw_usage = payload.get("usage") or {}

@@ -14,6 +14,7 @@ from vlcli.backends.base import require
 from vlcli.backends.textgen import GenerationRequest, GenerationResult
 from vlcli.errors import ModelLoadError, UsageError
 from vlcli.hub import before_hf_load
+from vlcli.text import first_line, one_line
 
 VLLM_DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -26,10 +27,6 @@ def structured_output_field() -> tuple[str, Any]:
     if hasattr(sampling, "GuidedDecodingParams"):  # vLLM 0.6 - 0.10
         return "guided_decoding", sampling.GuidedDecodingParams
     return "", None
-
-
-def _first_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
 
 
 class VllmGenerator:
@@ -110,7 +107,7 @@ class VllmGenerator:
             return self._chat(requests)
         except Exception as exc:
             if len(requests) == 1:
-                return [GenerationResult(error=f"generation failed: {_first_line(exc)}")]
+                return [GenerationResult(error=f"generation failed: {type(exc).__name__}: {one_line(first_line(exc), 200)}")]
             return [self.generate([request])[0] for request in requests]
 
     def _chat(self, requests: list[GenerationRequest]) -> list[GenerationResult]:

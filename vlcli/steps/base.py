@@ -27,8 +27,8 @@ from vlcli.errors import RowSkipped as RowSkipped  # raised by `prepare` or `pro
 from vlcli.errors import StepInterrupted, UsageError
 from vlcli.schema import Column, status_column
 from vlcli.storage import Table
+from vlcli.text import one_line
 
-MAX_REASON_CHARS = 300
 CHUNK_ROWS = 4  # rows per prepare task: few, so the bytes of prepared rows in flight are bounded finely
 
 
@@ -194,17 +194,12 @@ def reason_key(status: str) -> str:
 def error_status(exc: BaseException) -> str:
     """The status text for a row that raised `exc`."""
     if isinstance(exc, RowSkipped):
-        return "skipped: " + _one_line(str(exc) or "skipped")
+        return "skipped: " + one_line(str(exc) or "skipped")
     text = str(exc)
     # ImageProblem and friends carry a user-facing reason; others get their type for debugging.
     if type(exc).__name__ not in ("ImageProblem", "RowError"):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return "error: " + _one_line(text)
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+    return "error: " + one_line(text)
 
 
 # --- the runner ----------------------------------------------------------------------------

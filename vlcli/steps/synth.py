@@ -26,6 +26,7 @@ from vlcli.qa import SYNTH_DESCRIPTION, SYNTH_MODEL, SYNTH_QA, SYNTH_RAW
 from vlcli.replies import MODES, Mode, ReplyError, parse_items, reply_schema
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
 from vlcli.storage import Table
+from vlcli.text import one_line
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_PER_IMAGE = {"mcq": 2, "qa": 1}
@@ -247,7 +248,7 @@ class SynthStep(Step):
             if reply.ok and reply.text and reply.text.strip():
                 row.facts = replace(row.facts, description=reply.text.strip())
             else:
-                row.result["synth_status"] = "error: describe: " + _one_line(reply.error or "empty reply")
+                row.result["synth_status"] = "error: describe: " + one_line(reply.error or "empty reply")
 
     def _describe_prompt(self, row: _Row) -> str:
         assert self.describe_template is not None
@@ -297,12 +298,12 @@ class SynthStep(Step):
                 retry += [row] if self._take(row, reply, reasons) else []
             pending = retry
         for row in pending:
-            row.result["synth_status"] = "error: invalid reply: " + _one_line(reasons[id(row)])
+            row.result["synth_status"] = "error: invalid reply: " + one_line(reasons[id(row)])
 
     def _take(self, row: _Row, reply: GenerationResult, reasons: dict[int, str]) -> bool:
         """Record one reply on its row; True when it did not parse and may be asked again."""
         if not reply.ok:
-            row.result["synth_status"] = "error: " + _one_line(reply.error or "no reply")
+            row.result["synth_status"] = "error: " + one_line(reply.error or "no reply")
             return False
         row.result["synth_raw"] = reply.text
         try:
@@ -343,11 +344,6 @@ def _again(first: GenerationRequest, raw: str | None, reason: str, attempt: int)
     ]
     seed = None if first.seed is None else first.seed + attempt
     return replace(first, messages=[*first.messages, *follow_up], seed=seed)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def view_jpeg(row: dict[str, Any], long_side: int) -> bytes:
