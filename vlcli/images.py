@@ -9,7 +9,7 @@ import math
 import re
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +29,8 @@ DECODE_BUDGET_BYTES = 768 * 2**20
 # transparency holds P, RGBA, its alpha and the RGB canvas at once) needs about this much.
 DECODE_BYTES_PER_PIXEL = 8
 PNG_COMPRESS_LEVEL = 1
+# Views sent to a model (synth, validate): small files, no artefacts a model would read as content.
+MODEL_JPEG_QUALITY = 90
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "JPEG2000": "jp2"}
 _FAMILY = {"MPO": "JPEG"}
@@ -507,3 +509,19 @@ def view_bytes(
         if size is not None:
             img = resize_short(img, size, upscale=upscale, limit=limit)
         return encode(img, out, quality), out
+
+
+def view_jpeg(row: Mapping[str, Any], long_side: int) -> bytes:
+    """The row's view (its crop when set) as the JPEG a model is sent: long side at most `long_side`."""
+    box = tuple(row["crop_box"]) if row.get("crop_box") is not None else None
+    width, height = row.get("width") or 0, row.get("height") or 0
+    if box is not None:
+        width, height = box[2] - box[0], box[3] - box[1]
+    min_side = None
+    if width > 0 and height > 0 and max(width, height) > long_side:
+        # JPEG draft decoding keeps the short side >= min_side: ask for what the long side bound leaves.
+        min_side = max(1, math.ceil(long_side * min(width, height) / max(width, height)))
+    img = decode_view(row["image"], cast("Box | None", box), min_side=min_side)
+    if max(img.size) > long_side:
+        img.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+    return encode(img, "JPEG", MODEL_JPEG_QUALITY)

@@ -29,6 +29,9 @@ from vlcli.text import first_line
 # Lance raises plain OSError/RuntimeError for commit conflicts; these words identify them.
 _CONFLICT_WORDS = ("conflict", "retryable", "concurrent")
 _META_PREFIX = "vl."
+# Rows per commit when a step writes a column over many rows (its global part, --redo): each commit
+# rewrites the touched fragments' copy of the columns, so few large ones; bounded so one stays small.
+WRITE_BACK_ROWS = 65_536
 _NO_COMPRESSION = {b"lance-encoding:compression": b"none"}
 # With `id` declared the primary key, two merge-inserts of one new id conflict (Lance compares the keys
 # each inserted) and the later one is retried against the winner's rows: concurrent ingests store an id once.
@@ -354,12 +357,16 @@ class Table:
         return added
 
     def write_back(self, rows: pa.Table) -> None:
-        """Fill columns of existing rows keyed on `id`, rewriting only those columns."""
+        """Fill columns of existing rows keyed on `id`, rewriting only those columns; one commit per
+        WRITE_BACK_ROWS rows."""
         if rows.num_rows == 0:
             return
         schema = self.schema
         data = rows.cast(pa.schema([schema.field(n) for n in rows.column_names]))
+        for start in range(0, data.num_rows, WRITE_BACK_ROWS):
+            self._merge(data.slice(start, WRITE_BACK_ROWS))
 
+    def _merge(self, data: pa.Table) -> None:
         def merge() -> None:
             self._ds.merge_insert("id").when_matched_update_all().write_mode("rewrite_columns").execute(data)
 
