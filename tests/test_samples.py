@@ -114,3 +114,11 @@ def test_plan_adds_up_and_rejects_too_few() -> None:
 def test_smallest_set_is_complete(tmp_path: Path) -> None:
     small = write_samples(tmp_path, n=MIN_IMAGES, seed=0)
     assert all(small.by_kind()[kind] for kind in KINDS)
+
+
+@pytest.mark.parametrize(("fmt", "quality"), [("PNG", 95), ("JPEG", 88)])
+def test_samples_are_encoded_by_the_package_encoder(fmt: str, quality: int) -> None:
+    from vlcli import images, samples
+
+    img = Image.new("RGB", (64, 48), (10, 200, 90))
+    assert samples.encode(img, fmt, quality) == images.encode(img, fmt, quality)

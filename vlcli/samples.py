@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
+from vlcli.images import encode
+
 KINDS = ("scene", "chart", "document", "near_duplicate", "exact_duplicate", "corrupt")
 MIN_IMAGES = 6  # one of each kind, with a scene to copy from
 
@@ -89,16 +91,6 @@ def _text_width(draw: ImageDraw.ImageDraw, text: str, fnt: Font) -> float:
 
 def _centered(draw: ImageDraw.ImageDraw, cx: float, y: float, text: str, fnt: Font, fill: RGB) -> None:
     draw.text((cx - _text_width(draw, text, fnt) / 2, y), text, font=fnt, fill=fill)
-
-
-def encode(img: Image.Image, fmt: str, quality: int = 88) -> bytes:
-    """Encode an image as JPEG or PNG bytes (deterministic for the same pixels)."""
-    buf = io.BytesIO()
-    if fmt == "JPEG":
-        img.convert("RGB").save(buf, "JPEG", quality=quality, optimize=True)
-    else:
-        img.save(buf, "PNG", optimize=False, compress_level=6)
-    return buf.getvalue()
 
 
 # --- scenes -----------------------------------------------------------------------------------
