@@ -28,7 +28,7 @@ from vlcli.samples import draw_chart, draw_page, draw_scene
 from vlcli.steps.base import RunOptions
 from vlcli.steps.bin import BinSettings, BinStep
 from vlcli.storage import Table
-from vlcli.tiny_models import tiny_blip, tiny_clip
+from vlcli.testing.tiny_models import tiny_blip, tiny_clip
 
 
 def make_images(folder: str, n: int, size: tuple[int, int]) -> list[str]:

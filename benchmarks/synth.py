@@ -1,6 +1,6 @@
 """`vl synth` against the server's capacity and against DCVLR's way, on the same stub server.
 
-The stub (`python -m vlcli.stub_server`, its own process) answers every chat after a fixed latency and
+The stub (`python -m vlcli.testing.stub_server`, its own process) answers every chat after a fixed latency and
 serves at most `--capacity` requests at once, so it can do at most capacity / latency requests per
 second (16 / 0.2 s = 80 requests/s, 160 Q/A/s at 2 questions per image). Target (issue 6): `vl synth`
 reaches >= 90% of that.
@@ -69,7 +69,9 @@ def start_stub(latency: float, capacity: int) -> tuple[subprocess.Popen[bytes], 
     """The stub server in its own process (its own GIL); returns it and its base URL once it answers."""
     port = free_port()
     options = ["--port", str(port), "--latency", str(latency), "--capacity", str(capacity)]
-    proc = subprocess.Popen([sys.executable, "-m", "vlcli.stub_server", *options], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlcli.testing.stub_server", *options], stdout=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(200):
         try:

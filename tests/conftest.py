@@ -94,7 +94,7 @@ def image_folder(tmp_path: Path) -> Callable[..., Path]:
 def tiny_dinov2(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer random DINOv2 with its image processor, saved like a hub checkpoint; returns its folder."""
     pytest.importorskip("transformers")
-    from vlcli.tiny_models import tiny_dinov2 as build
+    from vlcli.testing.tiny_models import tiny_dinov2 as build
 
     return build(tmp_path_factory.mktemp("tiny-dinov2"))
 
@@ -103,7 +103,7 @@ def tiny_dinov2(tmp_path_factory: pytest.TempPathFactory) -> str:
 def tiny_nsfw_classifier(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A random ViT image classifier with labels normal/nsfw, saved like a hub checkpoint."""
     pytest.importorskip("transformers")
-    from vlcli.tiny_models import tiny_image_classifier
+    from vlcli.testing.tiny_models import tiny_image_classifier
 
     return tiny_image_classifier(tmp_path_factory.mktemp("tiny-nsfw"))
 
@@ -112,7 +112,7 @@ def tiny_nsfw_classifier(tmp_path_factory: pytest.TempPathFactory) -> str:
 def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer random BLIP captioner with its processor, saved like a hub checkpoint; returns its folder."""
     pytest.importorskip("transformers")
-    from vlcli.tiny_models import tiny_blip as build
+    from vlcli.testing.tiny_models import tiny_blip as build
 
     return build(tmp_path_factory.mktemp("tiny-blip"))
 
@@ -121,7 +121,7 @@ def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> str:
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer random open_clip model saved as a checkpoint folder; returns the folder."""
     pytest.importorskip("open_clip")
-    from vlcli.tiny_models import tiny_clip as build
+    from vlcli.testing.tiny_models import tiny_clip as build
 
     return build(tmp_path_factory.mktemp("tiny-clip"))
 
@@ -130,6 +130,6 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
 def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer random Qwen2 chat model with a byte-level BPE tokenizer and chat template; its folder."""
     pytest.importorskip("transformers")
-    from vlcli.tiny_models import tiny_causal_lm as build
+    from vlcli.testing.tiny_models import tiny_causal_lm as build
 
     return build(tmp_path_factory.mktemp("tiny-causal-lm"))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from vlcli.backends import available, create
-from vlcli.backends.captioner import Captioner
+from vlcli.backends.protocols import Captioner
 from vlcli.errors import ModelLoadError, UsageError
 
 pytest.importorskip("transformers")
@@ -54,7 +54,7 @@ def pictures() -> list[Image.Image]:
 @pytest.fixture(scope="module")
 def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer random BLIP-2 checkpoint folder."""
-    from vlcli.tiny_models import tiny_blip2 as build
+    from vlcli.testing.tiny_models import tiny_blip2 as build
 
     return build(tmp_path_factory.mktemp("tiny-blip2"))
 

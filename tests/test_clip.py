@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from vlcli.backends import available, create
-from vlcli.backends.clip import ImageTextScorer, _check_builtin, model_source
+from vlcli.backends.clip import _check_builtin, model_source
+from vlcli.backends.protocols import ImageTextScorer
 from vlcli.errors import ModelLoadError
 
 open_clip = pytest.importorskip("open_clip")

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image, ImageDraw
 
 from vlcli.backends import available, create
-from vlcli.backends.base import NsfwScorer
 from vlcli.backends.hf_classifier import NSFW_LABELS, nsfw_label_ids
 from vlcli.backends.nudenet_backend import (
     COUNTED_CLASSES,
@@ -21,6 +20,7 @@ from vlcli.backends.nudenet_backend import (
     exposed_score,
     letterbox,
 )
+from vlcli.backends.protocols import NsfwScorer
 from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
 
 

@@ -17,10 +17,10 @@ from vlcli.backends.ocr import (
     MIN_SCORE,
     PaddleOcrReader,
     TextBox,
-    TextReader,
     quad_bounds,
     shipped_models,
 )
+from vlcli.backends.protocols import TextReader
 from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
 
 VOCABULARY = (

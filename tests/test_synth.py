@@ -419,7 +419,7 @@ def test_stub_server_every_row_ends_ok_or_a_recorded_error(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from vlcli.stub_server import StubServer
+    from vlcli.testing.stub_server import StubServer
 
     table = make_table(7)
     ids = numbered(table, ["A", "B", "C", "A", "B", "C", "A"])
@@ -478,7 +478,7 @@ def test_stub_server_every_row_ends_ok_or_a_recorded_error(
 def test_stub_server_through_the_cli(
     make_table: Callable[..., Table], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vlcli.stub_server import StubServer
+    from vlcli.testing.stub_server import StubServer
 
     table = make_table(3)
     binned(table, ["A", "B", "C"])

@@ -13,9 +13,10 @@ import pytest
 
 from vlcli.backends import create
 from vlcli.backends.openai_backend import OpenAICompatibleGenerator, public_url, retry_after_seconds
-from vlcli.backends.textgen import GenerationRequest, GenerationResult, TextGenerator
+from vlcli.backends.protocols import TextGenerator
+from vlcli.backends.textgen import GenerationRequest, GenerationResult
 from vlcli.errors import UsageError
-from vlcli.stub_server import StubServer, schema_instance
+from vlcli.testing.stub_server import StubServer, schema_instance
 
 QA_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from vlcli.backends.base import register
+from vlcli.backends import register
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, message_images, message_text
 from vlcli.cli.app import app
 from vlcli.model_checks import CheckSettings
@@ -372,7 +372,7 @@ def test_redo_recomputes_the_model_checks(make_table: Callable[..., Table]) -> N
 
 
 def test_judge_through_the_openai_backend_and_stub_server(make_table: Callable[..., Table]) -> None:
-    from vlcli.stub_server import StubServer
+    from vlcli.testing.stub_server import StubServer
 
     table, ids = judged_table(make_table)
 

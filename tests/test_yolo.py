@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from vlcli.backends import available, create, yolo
-from vlcli.backends.yolo import Detection, Detector, pixel_box, ultralytics_device
+from vlcli.backends.protocols import Detection, Detector
+from vlcli.backends.yolo import pixel_box, ultralytics_device
 from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
 
 os.environ.setdefault("YOLO_OFFLINE", "1")

@@ -117,7 +117,7 @@ def run_demo(
 ) -> DemoResult:
     """Write `n` generated images under `directory`, ingest them into a table, run every demo step.
 
-    Without `real_models` the model steps use tiny random-weight stand-ins (see `vlcli.tiny_models`), so
+    Without `real_models` the model steps use tiny random-weight stand-ins (see `vlcli.testing.tiny_models`), so
     the demo runs with no model hub; their outputs are not meaningful.
     """
     if n < MIN_IMAGES:

@@ -47,8 +47,8 @@ def preset(name: str, folder: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def offline(folder: Path) -> Settings:
-    """Shipped OCR/NSFW models, tiny random stand-ins for the rest (see vlcli.tiny_models.BANNER)."""
-    from vlcli.tiny_models import tiny_blip, tiny_clip, tiny_dinov2
+    """Shipped OCR/NSFW models, tiny random stand-ins for the rest (see vlcli.testing.tiny_models.BANNER)."""
+    from vlcli.testing.tiny_models import tiny_blip, tiny_clip, tiny_dinov2
 
     return {
         "filter": {"nsfw": "nudenet"},

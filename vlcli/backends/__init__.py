@@ -1,5 +1,5 @@
-"""Model backends: one small protocol per capability, a registry, and built-in implementations."""
+"""Model backends: one small protocol per capability, a lazy registry, and built-in implementations."""
 
-from vlcli.backends.base import available, create, register
+from vlcli.backends.registry import available, create, register
 
 __all__ = ["available", "create", "register"]

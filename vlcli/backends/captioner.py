@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from vlcli.backends.base import require, resolve_device, resolve_dtype
-from vlcli.errors import ModelLoadError, UsageError
-from vlcli.hub import before_hf_load
+from vlcli.backends.hf import Checkpoint, in_batches
+from vlcli.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -17,21 +17,6 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
 BATCH_SIZE = 32  # images per generate call: bounds memory, not results
 MODEL_CLASSES = {"blip": "BlipForConditionalGeneration", "blip-2": "Blip2ForConditionalGeneration"}
-
-
-@runtime_checkable
-class Captioner(Protocol):
-    """Captions batches of upright RGB images: one string per image, in order."""
-
-    name: str
-
-    def caption(self, images: list[Image.Image]) -> list[str]:
-        """The caption of each image, in input order; an empty batch gives an empty list."""
-        ...
-
-    def provenance(self) -> dict[str, Any]:
-        """Model name, revision and settings that determine the captions."""
-        ...
 
 
 def model_class_name(model: str, model_type: str) -> str:
@@ -49,24 +34,12 @@ def model_class_name(model: str, model_type: str) -> str:
 def _load(
     model: str, revision: str | None, trust_remote_code: bool, device: str, dtype: torch.dtype
 ) -> tuple[Any, Any]:
-    transformers = require("transformers", "models")
-    transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-    before_hf_load(model, revision, "--captioner")
-    try:
-        config = transformers.AutoConfig.from_pretrained(model, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError.wrap("the config of", model, exc) from exc
-    model_class = getattr(transformers, model_class_name(model, config.model_type))
-    try:
-        processor = transformers.AutoProcessor.from_pretrained(model, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError.wrap("the processor of", model, exc) from exc
-    try:
-        # Loaded in the target dtype rather than autocast: BLIP-2 holds 3.9B parameters, 15 GB in fp32.
-        net = model_class.from_pretrained(model, dtype=dtype, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError.wrap("the captioning model", model, exc) from exc
+    checkpoint = Checkpoint(model, revision, trust_remote_code, "--captioner")
+    config = checkpoint.load("AutoConfig", "the config of")
+    model_class = model_class_name(model, config.model_type)
+    processor = checkpoint.load("AutoProcessor", "the processor of")
+    # Loaded in the target dtype rather than autocast: BLIP-2 holds 3.9B parameters, 15 GB in fp32.
+    net = checkpoint.load(model_class, "the captioning model", dtype=dtype)
     return processor, net.to(device).eval()
 
 
@@ -88,7 +61,7 @@ class TransformersCaptioner:
         prompt: str | None = None,
         trust_remote_code: bool = False,
     ) -> None:
-        require("torch", "models")
+        require("torch")
         if max_new_tokens < 1:
             raise UsageError(f"the captioner's max_new_tokens must be at least 1, not {max_new_tokens}")
         if num_beams < 1:
@@ -115,13 +88,10 @@ class TransformersCaptioner:
 
     def caption(self, images: list[Image.Image]) -> list[str]:
         """One caption per image (greedy decoding unless num_beams > 1), in input order."""
-        captions: list[str] = []
-        for start in range(0, len(images), BATCH_SIZE):
-            captions.extend(self._caption_batch(images[start : start + BATCH_SIZE]))
-        return captions
+        return in_batches(self._caption_batch, images, BATCH_SIZE)
 
     def _caption_batch(self, images: list[Image.Image]) -> list[str]:
-        torch = require("torch", "models")
+        torch = require("torch")
         rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
         text = [self.prompt] * len(rgb) if self.prompt else None
         inputs = self.processor(images=rgb, text=text, return_tensors="pt")

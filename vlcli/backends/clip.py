@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from PIL import Image
 
-from vlcli.backends.base import require, resolve_device, resolve_dtype
+from vlcli.backends.base import autocast, require, resolve_device, resolve_dtype
+from vlcli.backends.hf import in_batches
 from vlcli.errors import MissingDependencyError, ModelLoadError
 from vlcli.hub import ModelRef, before_load
 
@@ -20,21 +20,6 @@ BATCH_SIZE = 64  # image-text pairs per forward pass: bounds memory, not results
 LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-
-
-@runtime_checkable
-class ImageTextScorer(Protocol):
-    """Scores batches of (image, text) pairs: the cosine similarity of each pair, in [-1, 1], in order."""
-
-    name: str
-
-    def score(self, images: list[Image.Image], texts: list[str]) -> list[float]:
-        """Cosine similarity of each image with its paired text; an empty batch gives an empty list."""
-        ...
-
-    def provenance(self) -> dict[str, Any]:
-        """Model name, weights and settings that determine the scores."""
-        ...
 
 
 def _open_clip() -> Any:
@@ -121,7 +106,7 @@ class OpenClipScorer:
         trust_remote_code: bool = False,
     ) -> None:
         # trust_remote_code is accepted so every backend takes the same options: open_clip runs no model code.
-        require("torch", "models")
+        require("torch")
         self.name = model
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -136,32 +121,22 @@ class OpenClipScorer:
             raise ValueError(
                 f"score needs one text per image, got {len(images)} images and {len(texts)} texts"
             )
-        scores: list[float] = []
-        for start in range(0, len(images), BATCH_SIZE):
-            end = start + BATCH_SIZE
-            scores.extend(self._score_batch(images[start:end], texts[start:end]))
-        return scores
+        return in_batches(self._score_batch, list(zip(images, texts)), BATCH_SIZE)
 
-    def _score_batch(self, images: list[Image.Image], texts: list[str]) -> list[float]:
-        torch = require("torch", "models")
-        if not images:
-            return []
+    def _score_batch(self, pairs: list[tuple[Image.Image, str]]) -> list[float]:
+        torch = require("torch")
+        images = [image for image, _ in pairs]
+        texts = [text for _, text in pairs]
         rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
         pixels = torch.stack([self.preprocess(img) for img in rgb]).to(self.device)
         tokens = self.tokenizer(texts).to(self.device)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             image_emb = self.model.encode_image(pixels).float()
             text_emb = self.model.encode_text(tokens).float()
         image_emb = torch.nn.functional.normalize(image_emb, dim=-1)
         text_emb = torch.nn.functional.normalize(text_emb, dim=-1)
         cosine = (image_emb * text_emb).sum(dim=-1).clamp(-1.0, 1.0)
         return [float(c) for c in cosine.cpu()]
-
-    def _autocast(self) -> Any:
-        torch = require("torch", "models")
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.split(":")[0], dtype=self.dtype)
 
     def provenance(self) -> dict[str, Any]:
         """Model, pretrained weights, dtype and the open_clip version."""

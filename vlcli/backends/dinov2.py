@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlcli.backends.base import require, resolve_device, resolve_dtype
-from vlcli.errors import ModelLoadError
-from vlcli.hub import before_hf_load
+from vlcli.backends.base import autocast, require, resolve_device, resolve_dtype
+from vlcli.backends.hf import Checkpoint
 
 DEFAULT_MODEL = "facebook/dinov2-base"
 
@@ -15,14 +14,7 @@ def embedding_dim(
     model: str = DEFAULT_MODEL, revision: str | None = None, trust_remote_code: bool = False
 ) -> int:
     """The embedding width of `model`, read from its config alone (no weights loaded)."""
-    transformers = require("transformers", "models")
-    before_hf_load(model, revision)
-    try:
-        config = transformers.AutoConfig.from_pretrained(
-            model, revision=revision, trust_remote_code=trust_remote_code
-        )
-    except Exception as exc:
-        raise ModelLoadError.wrap("the config of", model, exc) from exc
+    config = Checkpoint(model, revision, trust_remote_code).load("AutoConfig", "the config of")
     return int(config.hidden_size)
 
 
@@ -49,26 +41,14 @@ class TransformersEmbedder:
         dtype: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
-        torch = require("torch", "models")
-        transformers = require("transformers", "models")
+        torch = require("torch")
         self.name = model
         self.revision = revision
-        transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        before_hf_load(model, revision)
-        try:
-            processor = transformers.AutoImageProcessor.from_pretrained(
-                model, revision=revision, trust_remote_code=trust_remote_code
-            )
-        except Exception as exc:
-            raise ModelLoadError.wrap("the image processor of", model, exc) from exc
-        try:
-            net = transformers.AutoModel.from_pretrained(
-                model, revision=revision, trust_remote_code=trust_remote_code
-            )
-        except Exception as exc:
-            raise ModelLoadError.wrap("the model", model, exc) from exc
+        checkpoint = Checkpoint(model, revision, trust_remote_code)
+        processor = checkpoint.load("AutoImageProcessor", "the image processor of")
+        net = checkpoint.load("AutoModel", "the model")
         self.model = net.to(self.device).eval()
         self.input_size = _input_size(processor)
         self.dim = int(net.config.hidden_size)
@@ -80,7 +60,7 @@ class TransformersEmbedder:
     def resize(self, images: Any, size: tuple[int, int]) -> Any:
         """uint8 [B,3,H,W] -> uint8 [B,3,h,w]: bicubic, antialiased, rounded like PIL; separable, so an
         axis that keeps its size is not filtered at all."""
-        tvf = require("torchvision.transforms.v2.functional", "models")
+        tvf = require("torchvision.transforms.v2.functional")
         return tvf.resize(images, list(size), interpolation=tvf.InterpolationMode.BICUBIC, antialias=True)
 
     def preprocess(self, images: Any) -> Any:
@@ -90,15 +70,10 @@ class TransformersEmbedder:
 
     def embed(self, pixels: Any) -> Any:
         """The CLS (`pooler_output`) embedding of each preprocessed image, as float32 [B, D]."""
-        torch = require("torch", "models")
+        torch = require("torch")
         pixels = pixels.to(self.device)
-        with torch.inference_mode():
-            if self.dtype == torch.float32:
-                out = self.model(pixel_values=pixels)
-            else:
-                device_type = self.device.split(":")[0]
-                with torch.autocast(device_type=device_type, dtype=self.dtype):
-                    out = self.model(pixel_values=pixels)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            out = self.model(pixel_values=pixels)
         pooled = getattr(out, "pooler_output", None)
         if pooled is None:
             pooled = out.last_hidden_state[:, 0]

@@ -8,9 +8,9 @@ from typing import Any
 
 from PIL import Image
 
-from vlcli.backends.base import require, resolve_device, resolve_dtype
-from vlcli.errors import ModelLoadError, UsageError
-from vlcli.hub import before_hf_load
+from vlcli.backends.base import autocast, require, resolve_device, resolve_dtype
+from vlcli.backends.hf import Checkpoint, in_batches
+from vlcli.errors import UsageError
 
 DEFAULT_MODEL = "AdamCodd/vit-base-nsfw-detector"
 NSFW_LABELS = frozenset({"nsfw", "porn", "sexy", "hentai", "explicit", "unsafe"})
@@ -36,18 +36,9 @@ def nsfw_label_ids(id2label: Mapping[int, str], labels: Sequence[str] | None = N
 
 @lru_cache(maxsize=2)
 def _load(model: str, revision: str | None, trust_remote_code: bool, device: str) -> tuple[Any, Any]:
-    transformers = require("transformers", "models")
-    transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-    before_hf_load(model, revision, "--nsfw-model")
-    try:
-        processor = transformers.AutoImageProcessor.from_pretrained(model, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError.wrap("the image processor of", model, exc) from exc
-    try:
-        net = transformers.AutoModelForImageClassification.from_pretrained(model, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError.wrap("the image classifier", model, exc) from exc
+    checkpoint = Checkpoint(model, revision, trust_remote_code, "--nsfw-model")
+    processor = checkpoint.load("AutoImageProcessor", "the image processor of")
+    net = checkpoint.load("AutoModelForImageClassification", "the image classifier")
     return processor, net.to(device).eval()
 
 
@@ -63,7 +54,7 @@ class HFNsfwClassifier:
         trust_remote_code: bool = False,
         labels: Sequence[str] | None = None,
     ) -> None:
-        require("torch", "models")
+        require("torch")
         self.name = model
         self.revision = revision
         self.device = resolve_device(device)
@@ -81,21 +72,14 @@ class HFNsfwClassifier:
 
     def score(self, images: list[Image.Image]) -> list[float]:
         """P(nsfw) of each image: softmax over the logits, summed over the NSFW labels."""
-        scores: list[float] = []
-        for start in range(0, len(images), BATCH_SIZE):
-            scores.extend(self._score_batch(images[start : start + BATCH_SIZE]))
-        return scores
+        return in_batches(self._score_batch, images, BATCH_SIZE)
 
     def _score_batch(self, images: list[Image.Image]) -> list[float]:
-        torch = require("torch", "models")
+        torch = require("torch")
         rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
         inputs = self.processor(images=rgb, return_tensors="pt").to(self.device)
-        with torch.inference_mode():
-            if self.dtype == torch.float32:
-                logits = self.model(**inputs).logits
-            else:
-                with torch.autocast(device_type=self.device.split(":")[0], dtype=self.dtype):
-                    logits = self.model(**inputs).logits
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            logits = self.model(**inputs).logits
         probs = logits.float().softmax(dim=-1)[:, self.label_ids].sum(dim=-1)
         return [float(p) for p in probs.clamp(0.0, 1.0).cpu()]
 

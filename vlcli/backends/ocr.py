@@ -1,4 +1,4 @@
-"""Text reading (OCR): the `TextReader` protocol and its backends, `rapidocr` (default) and `paddleocr`.
+"""Text reading (OCR): the `TextReader` backends, `rapidocr` (default) and `paddleocr`.
 
 A reader takes a batch of upright images and gives, per image, one `TextBox` per detected text line:
 the axis-aligned bounds of the line's detected quadrilateral in that image's pixels, the recognised
@@ -18,19 +18,17 @@ import queue
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from vlcli.backends.base import DEVICES, DTYPES
+from vlcli.backends.protocols import Box, TextBox
 from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
-
-Box = tuple[int, int, int, int]
 
 DET_SIDE = 960  # detector input: long side scaled down to this; smaller images are not upscaled
 MIN_SCORE = 0.5  # lines the recogniser is less sure of are dropped (rapidocr's own default)
@@ -40,30 +38,6 @@ SHIPPED = {
     "rec": "PP-OCRv6_rec_small.onnx",
     "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
 }
-
-
-@dataclass(frozen=True)
-class TextBox:
-    """One text line: `box` = (left, top, right, bottom) in the image's pixels, its text and confidence."""
-
-    box: Box
-    text: str
-    score: float
-
-
-@runtime_checkable
-class TextReader(Protocol):
-    """Reads the text lines of batches of upright images, one list of `TextBox` per image, in order."""
-
-    name: str
-
-    def read(self, images: list[Image.Image]) -> list[list[TextBox]]:
-        """The text lines of each image, in input order; an image without text gives an empty list."""
-        ...
-
-    def provenance(self) -> dict[str, Any]:
-        """Model names, hashes or versions, and settings that determine the output."""
-        ...
 
 
 def quad_bounds(points: Any, size: tuple[int, int]) -> Box:

@@ -269,7 +269,9 @@ class OpenAICompatibleGenerator:
             payload = response.json()
             content = payload["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            return self._error(f"unreadable reply: {self._scrub(one_line(response.text, ERROR_BODY_CHARS))}", attempts)
+            return self._error(
+                f"unreadable reply: {self._scrub(one_line(response.text, ERROR_BODY_CHARS))}", attempts
+            )
         if not isinstance(content, str):
             return self._error("the reply has no text content", attempts)
         raw_usage = payload.get("usage") or {}

@@ -8,57 +8,20 @@ images as data URLs) plus an optional JSON schema the reply must match. Every ba
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-Message = dict[str, Any]  # {"role": "system"|"user"|"assistant", "content": str | list[part]}
+from vlcli.backends.protocols import GenerationRequest, GenerationResult, Message, TextGenerator
 
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One chat to complete. `json_schema` asks for a reply matching it where the backend can."""
-
-    messages: list[Message]
-    json_schema: dict[str, Any] | None = None
-    max_tokens: int = 1024
-    temperature: float = 0.7
-    seed: int | None = None
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """The reply to one request: `text` when the backend answered, else `error` (one line, no secrets)."""
-
-    text: str | None = None
-    error: str | None = None
-    attempts: int = 1  # transport attempts (retries on 429/5xx/timeouts included)
-    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens / completion_tokens, if known
-
-    @property
-    def ok(self) -> bool:
-        """Whether the backend produced text."""
-        return self.text is not None and self.error is None
-
-
-@runtime_checkable
-class TextGenerator(Protocol):
-    """Completes batches of chats; one result per request, in order; never raises for one bad request."""
-
-    name: str
-    model: str
-    supports_images: bool
-
-    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """Complete every request (concurrently or batched as the backend can), in input order."""
-        ...
-
-    def provenance(self) -> dict[str, Any]:
-        """Backend, model and settings that determine the replies (never a key or a token)."""
-        ...
-
-    def close(self) -> None:
-        """Release connections, engines and memory."""
-        ...
+__all__ = [
+    "GenerationRequest",
+    "GenerationResult",
+    "Message",
+    "TextGenerator",
+    "image_part",
+    "message_images",
+    "message_text",
+    "text_part",
+]
 
 
 def text_part(text: str) -> dict[str, Any]:

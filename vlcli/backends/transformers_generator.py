@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from vlcli.backends.base import require, resolve_device, resolve_dtype
+from vlcli.backends.hf import Checkpoint
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, Message, message_text
-from vlcli.errors import ModelLoadError, UsageError
-from vlcli.hub import before_hf_load
+from vlcli.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -27,18 +27,9 @@ DEFAULT_BATCH_SIZE = 8  # chats per generate call: bounds memory (padding grows 
 def _load(
     model: str, revision: str | None, trust_remote_code: bool, device: str, dtype: torch.dtype
 ) -> tuple[Any, Any]:
-    transformers = require("transformers", "models")
-    transformers.utils.logging.disable_progress_bar()  # its per-shard loading bar is noise in a CLI
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-    before_hf_load(model, revision)
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(model, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError.wrap("the tokenizer of", model, exc) from exc
-    try:
-        net = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=dtype, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError.wrap("the language model", model, exc) from exc
+    checkpoint = Checkpoint(model, revision, trust_remote_code)
+    tokenizer = checkpoint.load("AutoTokenizer", "the tokenizer of")
+    net = checkpoint.load("AutoModelForCausalLM", "the language model", dtype=dtype)
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
     if tokenizer.pad_token is None:  # Llama-style tokenizers have none; eos is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
@@ -76,7 +67,7 @@ class TransformersGenerator:
         batch_size: int = DEFAULT_BATCH_SIZE,
         trust_remote_code: bool = False,
     ) -> None:
-        require("torch", "models")
+        require("torch")
         if not model:
             raise UsageError("the transformers generator needs a model name or folder (--model)")
         if batch_size < 1:
@@ -117,7 +108,7 @@ class TransformersGenerator:
         return plain_prompt(chat)
 
     def _generate_batch(self, batch: list[GenerationRequest]) -> list[GenerationResult]:
-        torch = require("torch", "models")
+        torch = require("torch")
         prompts = [self._prompt(r.messages) for r in batch]
         # the chat template already holds the special tokens; adding them again would double the BOS
         inputs = self._tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -170,4 +161,4 @@ class TransformersGenerator:
         """Drop the model (and free GPU memory)."""
         self._net = None
         if self.device.startswith("cuda"):
-            require("torch", "models").cuda.empty_cache()
+            require("torch").cuda.empty_cache()

@@ -21,7 +21,7 @@ VLLM_DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "f
 
 def structured_output_field() -> tuple[str, Any]:
     """The SamplingParams keyword and class that carry a JSON schema in the installed vLLM."""
-    sampling = require("vllm.sampling_params", "vllm")
+    sampling = require("vllm.sampling_params")
     if hasattr(sampling, "StructuredOutputsParams"):  # vLLM >= 0.11
         return "structured_outputs", sampling.StructuredOutputsParams
     if hasattr(sampling, "GuidedDecodingParams"):  # vLLM 0.6 - 0.10
@@ -61,7 +61,7 @@ class VllmGenerator:
             raise UsageError(f"tensor_parallel_size must be at least 1, not {tensor_parallel_size}")
         if not 0 < gpu_memory_utilization <= 1:
             raise UsageError(f"gpu_memory_utilization must be in (0, 1], not {gpu_memory_utilization}")
-        vllm = require("vllm", "vllm")
+        vllm = require("vllm")
         self.model = model
         self.revision = revision
         self.dtype = dtype
@@ -107,7 +107,11 @@ class VllmGenerator:
             return self._chat(requests)
         except Exception as exc:
             if len(requests) == 1:
-                return [GenerationResult(error=f"generation failed: {type(exc).__name__}: {one_line(first_line(exc), 200)}")]
+                return [
+                    GenerationResult(
+                        error=f"generation failed: {type(exc).__name__}: {one_line(first_line(exc), 200)}"
+                    )
+                ]
             return [self.generate([request])[0] for request in requests]
 
     def _chat(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
@@ -143,6 +147,6 @@ class VllmGenerator:
         """Drop the engine and free its GPU memory."""
         self._llm = None
         gc.collect()
-        torch = require("torch", "models")
+        torch = require("torch")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -18,14 +18,14 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from PIL import Image
 
 from vlcli.backends.base import resolve_device
+from vlcli.backends.protocols import Box, Detection
 from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
 
 DEFAULT_MODEL = "yolo11s.pt"
@@ -33,32 +33,6 @@ PACKAGE = "ultralytics-opencv-headless"
 BATCH_SIZE = 32  # images per predict call: bounds memory, not results
 BOX_TASKS = ("detect", "segment", "pose")  # tasks whose results carry axis-aligned boxes
 CONFIG_SUFFIXES = (".yaml", ".yml")
-
-Box = tuple[int, int, int, int]  # left, top, right, bottom
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One detected object: its box in the image's pixels, its class name and confidence."""
-
-    box: Box
-    label: str
-    score: float
-
-
-@runtime_checkable
-class Detector(Protocol):
-    """Detects objects in batches of upright images: one list of detections per image, in order."""
-
-    name: str
-
-    def detect(self, images: list[Image.Image]) -> list[list[Detection]]:
-        """Detections of each image, in input order; an empty batch gives an empty list."""
-        ...
-
-    def provenance(self) -> dict[str, Any]:
-        """Model name, weights hash, library version and settings that determine the detections."""
-        ...
 
 
 def cache_dir() -> Path:

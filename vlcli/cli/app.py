@@ -58,6 +58,7 @@ app = typer.Typer(
 def _register() -> None:
     # One module per command; each exposes `command`. Imported here so `vl --help` lists them all.
     from vlcli.cli import (
+        backends,
         bin,
         config,
         crop,
@@ -90,6 +91,7 @@ def _register() -> None:
     app.command("export")(export.command)
     app.command("show")(show.command)
     app.command("demo")(demo.command)
+    app.command("backends")(backends.command)
     app.add_typer(config.app, name="config")
 
 

@@ -16,7 +16,7 @@ from vlcli.demo import DEFAULT_DIRECTORY, DEFAULT_IMAGES, EXPORT_NAME, DemoResul
 from vlcli.samples import MIN_IMAGES
 from vlcli.status import table_status
 from vlcli.storage import Table
-from vlcli.tiny_models import BANNER
+from vlcli.testing.tiny_models import BANNER
 
 # Plural labels for the sample kinds, in the order the summary lists them.
 KIND_LABELS = {

@@ -14,7 +14,7 @@ from vlcli.cli.status import run_summary_parts
 from vlcli.pipeline import PipelineReport, Plan, plan, resolve, run_pipeline
 from vlcli.presets import HELP as PRESET_HELP
 from vlcli.steps.base import StepReport
-from vlcli.tiny_models import BANNER
+from vlcli.testing.tiny_models import BANNER
 
 MODEL_STEPS = ("filter", "crop", "bin", "synth", "validate")
 

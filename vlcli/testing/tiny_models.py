@@ -24,8 +24,8 @@ def tiny_dinov2(folder: str | os.PathLike[str], image_size: int = 56, seed: int 
     path = Path(folder)
     if (path / "config.json").exists() and (path / "preprocessor_config.json").exists():
         return str(path)
-    torch = require("torch", "models")
-    transformers = require("transformers", "models")
+    torch = require("torch")
+    transformers = require("transformers")
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(seed)
     config = transformers.Dinov2Config(
@@ -55,8 +55,8 @@ def tiny_image_classifier(
     path = Path(folder)
     if (path / "config.json").exists() and (path / "preprocessor_config.json").exists():
         return str(path)
-    torch = require("torch", "models")
-    transformers = require("transformers", "models")
+    torch = require("torch")
+    transformers = require("transformers")
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(seed)
     config = transformers.ViTConfig(
@@ -92,7 +92,7 @@ def _tiny_wordpiece() -> Any:
     """A BERT-style uncased WordPiece tokenizer over the words and letters of a few captions, with BLIP's
     `[DEC]` bos token. Its vocabulary is listed, not trained: `tokenizers`' trainer breaks ties in another
     order in each process, so the demo's captions (and all that follows from them) changed from run to run."""
-    transformers = require("transformers", "models")
+    transformers = require("transformers")
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
     words = sorted({word for caption in TOKENIZER_CORPUS for word in caption.split()})
     letters = sorted({letter for word in words for letter in word})
@@ -118,8 +118,8 @@ def tiny_blip(folder: str | os.PathLike[str], image_size: int = 32, seed: int = 
     path = Path(folder)
     if (path / "config.json").exists() and (path / "processor_config.json").exists():
         return str(path)
-    torch = require("torch", "models")
-    transformers = require("transformers", "models")
+    torch = require("torch")
+    transformers = require("transformers")
     transformers.utils.logging.disable_progress_bar()
     tokenizer = _tiny_wordpiece()
     text = {
@@ -153,8 +153,8 @@ def tiny_blip2(folder: str | os.PathLike[str], image_size: int = 32, seed: int =
     path = Path(folder)
     if (path / "config.json").exists() and (path / "processor_config.json").exists():
         return str(path)
-    torch = require("torch", "models")
-    transformers = require("transformers", "models")
+    torch = require("torch")
+    transformers = require("transformers")
     transformers.utils.logging.disable_progress_bar()
     num_query_tokens = 4
     image_processor = transformers.BlipImageProcessor(size={"height": image_size, "width": image_size})
@@ -199,9 +199,9 @@ def tiny_clip(folder: str | os.PathLike[str], seed: int = 0) -> str:
     config_file, weights_file = path / "open_clip_config.json", path / "open_clip_model.safetensors"
     if config_file.exists() and weights_file.exists():
         return str(path)
-    torch = require("torch", "models")
-    open_clip = require("open_clip", "models")
-    safetensors_torch = require("safetensors.torch", "models")
+    torch = require("torch")
+    open_clip = require("open_clip")
+    safetensors_torch = require("safetensors.torch")
     model_cfg = {
         "embed_dim": 32,
         "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
@@ -229,8 +229,8 @@ CAUSAL_LM_CORPUS = (
 
 def _tiny_byte_bpe() -> Any:
     """A byte-level BPE tokenizer (any text round-trips) trained on a few sentences, with a ChatML template."""
-    transformers = require("transformers", "models")
-    tokenizers = require("tokenizers", "models")
+    transformers = require("transformers")
+    tokenizers = require("tokenizers")
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
     bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -254,8 +254,8 @@ def tiny_causal_lm(folder: str | os.PathLike[str], seed: int = 0) -> str:
     path = Path(folder)
     if (path / "config.json").exists() and (path / "tokenizer_config.json").exists():
         return str(path)
-    torch = require("torch", "models")
-    transformers = require("transformers", "models")
+    torch = require("torch")
+    transformers = require("transformers")
     transformers.utils.logging.disable_progress_bar()
     tokenizer = _tiny_byte_bpe()
     config = transformers.Qwen2Config(

@@ -1,6 +1,6 @@
 """An OpenAI-compatible chat server that answers instantly-made replies: for tests, benchmarks, no-GPU runs.
 
-    python -m vlcli.stub_server --port 8000 --latency 0.2 --capacity 8
+    python -m vlcli.testing.stub_server --port 8000 --latency 0.2 --capacity 8
 
 It speaks real HTTP on 127.0.0.1: POST /v1/chat/completions and GET /v1/models. `capacity` caps the
 requests served at once (extra ones wait, like a saturated GPU server) and each takes `latency` seconds.
@@ -359,7 +359,9 @@ def _handler_for(stub: StubServer) -> type[BaseHTTPRequestHandler]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the stub server in the foreground until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m vlcli.stub_server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vlcli.testing.stub_server", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one; default 8000)")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per request (default 0.2)")
