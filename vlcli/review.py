@@ -10,9 +10,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -21,6 +19,7 @@ from PIL import Image
 from vlcli.errors import QueryError, UsageError
 from vlcli.images import ImageProblem, decode, encode, upright_size
 from vlcli.predicate import Predicate, conjoin, parse_where
+from vlcli.review_cards import Card, QASummary, ReviewReport, Summary, Thumb
 from vlcli.review_html import REASON_CHARS, render_page
 from vlcli.schema import step_names
 from vlcli.status import outcome_counts, pending_where
@@ -63,64 +62,6 @@ CARD_COLUMNS = (
     "validate_results",
     "valid_count",
 )
-
-
-@dataclass(frozen=True)
-class Thumb:
-    """A card's picture: a JPEG data URL and the original (upright) size, or why there is none."""
-
-    url: str | None = None
-    width: int = 0
-    height: int = 0
-    problem: str | None = None
-
-
-@dataclass
-class Card:
-    """One row on the page, its thumbnail, and its place in a duplicate group."""
-
-    row: dict[str, Any]
-    thumb: Thumb
-    group: str | None = None  # the kept id shared by a duplicate group of two or more cards
-    context: bool = False  # a kept twin shown beside its duplicates although --where left it out
-
-
-@dataclass
-class QASummary:
-    """Q/A counts over the whole table."""
-
-    rows: int = 0  # rows with at least one item
-    items: int = 0
-    validated: int = 0
-    valid: int = 0
-    invalid: int = 0
-    reasons: list[tuple[str, int]] = field(default_factory=list)  # why items are invalid, most common first
-
-
-@dataclass
-class Summary:
-    """The header's counts, over the whole table whatever --where and --limit select."""
-
-    rows: int
-    steps: dict[str, list[tuple[str, int]]]  # step -> [("ok", n), ("pending", n), ("error: why", n), ...]
-    decisions: list[tuple[str, int]] | None = None  # the filter's verdicts: kept or the reason
-    bins: list[tuple[str, int, int]] | None = None  # bin (or "none"), rows, rows inside the quota
-    qa: QASummary | None = None
-
-
-@dataclass
-class ReviewReport:
-    """What `write_review` wrote."""
-
-    path: str
-    rows: int  # in the table
-    selected: int  # matching --where
-    cards: int
-    context: int = 0  # kept twins added beside their duplicates
-    bytes_written: int = 0
-    seconds: float = 0.0
-    thumbnail_errors: Counter[str] = field(default_factory=Counter)
-    where: str | None = None
 
 
 def write_review(

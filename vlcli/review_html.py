@@ -10,15 +10,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vlcli import __version__
 from vlcli.qa import LETTERS
+from vlcli.review_cards import Card, ReviewReport, Summary
 from vlcli.steps.base import reason_key
 from vlcli.text import one_line
-
-if TYPE_CHECKING:
-    from vlcli.review import Card, ReviewReport, Summary
 
 # Untrusted texts are cut so one runaway OCR result or model reply cannot bloat the page.
 TEXT_CHARS = 2000
