@@ -183,25 +183,10 @@ def test_exposed_score_rule() -> None:
 
 def tiny_classifier(folder: Path, labels: dict[int, str], problem_type: str | None = None) -> str:
     """A random 2-layer ViT image classifier with its processor, saved like a hub checkpoint."""
-    import torch
-    import transformers
+    from vlcli.testing.tiny_models import tiny_image_classifier
 
-    transformers.utils.logging.disable_progress_bar()
-    torch.manual_seed(0)
-    config = transformers.ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
-        problem_type=problem_type,
-    )
-    transformers.ViTForImageClassification(config).save_pretrained(folder)
-    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return str(folder)
+    assert list(labels) == list(range(len(labels)))
+    return tiny_image_classifier(folder, tuple(labels.values()), problem_type=problem_type)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,10 @@ def tiny_dinov2(folder: str | os.PathLike[str], image_size: int = 56, seed: int 
 
 
 def tiny_image_classifier(
-    folder: str | os.PathLike[str], labels: tuple[str, ...] = ("normal", "nsfw"), seed: int = 0
+    folder: str | os.PathLike[str],
+    labels: tuple[str, ...] = ("normal", "nsfw"),
+    seed: int = 0,
+    problem_type: str | None = None,
 ) -> str:
     """A 2-layer random ViT image classifier with `labels` and its processor in `folder`."""
     path = Path(folder)
@@ -68,6 +71,7 @@ def tiny_image_classifier(
         patch_size=8,
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
+        problem_type=problem_type,
     )
     processor = transformers.ViTImageProcessor(size={"height": 32, "width": 32})
     path.mkdir(parents=True, exist_ok=True)
