@@ -8,19 +8,31 @@ from typing import Annotated, Any
 import typer
 
 from vlcli import config
+from vlcli.cli import bin, crop, filter, ingest, run, synth, validate
 from vlcli.cli.common import console, handles_errors
 from vlcli.configfile import render
 from vlcli.errors import UsageError
 from vlcli.presets import HELP as PRESET_HELP
 
 app = typer.Typer(help="Write or check a vl.yaml (settings for `vl run`).", no_args_is_help=True)
+# The commands whose flags are config keys, by section (each key is also a flag of its command).
+SECTION_COMMANDS = {
+    "run": run.command,
+    "ingest": ingest.command,
+    "filter": filter.command,
+    "crop": crop.command,
+    "bin": bin.command,
+    "synth": synth.command,
+    "validate": validate.command,
+}
 
 
 def _command_helps() -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
     """Each step command's flag help and defaults, by section and parameter name."""
-    from vlcli.cli.app import app as main_app
-
-    group = typer.main.get_command(main_app)
+    commands_app = typer.Typer()
+    for name, function in SECTION_COMMANDS.items():
+        commands_app.command(name)(function)
+    group = typer.main.get_command(commands_app)
     helps: dict[str, dict[str, str]] = {}
     defaults: dict[str, dict[str, Any]] = {}
     commands = getattr(group, "commands", {})
