@@ -11,6 +11,7 @@ from fake_steps import DigestStep, SkipOddStep
 
 from vlcli.errors import StepInterrupted, UsageError
 from vlcli.steps.base import RunOptions, Step, reason_key, run_step
+from vlcli.steps.filter import KEPT
 from vlcli.storage import Table
 
 
@@ -168,7 +169,7 @@ def test_changed_settings_are_reported(make_table: Callable[..., Table]) -> None
 def test_steps_after_the_filter_skip_rejected_rows(make_table: Callable[..., Table]) -> None:
     class AfterFilter(SkipOddStep):
         name = "after"
-        after_filter = True
+        prerequisites = (KEPT,)
 
         def prepare(self, row):  # type: ignore[no-untyped-def]
             return row["id"]

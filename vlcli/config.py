@@ -20,6 +20,7 @@ from typing import Any, Literal, Union
 
 from vlcli.errors import UsageError
 from vlcli.ingest import IngestOptions
+from vlcli.steps import BUILT_IN
 from vlcli.steps.base import RunOptions
 
 RUNNER_KEYS = ("batch_size", "workers", "pool", "prefetch", "commit_rows", "commit_seconds")
@@ -34,7 +35,7 @@ INGEST_KEYS = (
 )
 RUN_KEYS = ("steps", "preset", "sample", "seed")
 RUN_HINTS: dict[str, Any] = {"steps": list[str] | str, "preset": str, "sample": int | None, "seed": int}
-DEFAULT_STEPS = ("filter", "crop", "bin", "synth", "validate")
+DEFAULT_STEPS = tuple(BUILT_IN)
 # Values a config may expand to through YAML aliases: a few anchors are fine, a "billion laughs" is not.
 MAX_ALIAS_VALUES = 10_000
 # Keys naming a registered backend (or "none" where the step can do without): checked by name up front.
@@ -101,33 +102,11 @@ class SectionSpec:
 
 
 def _step_sections() -> dict[str, SectionSpec]:
-    from vlcli.binning import BinRules
-    from vlcli.model_checks import CheckSettings
-    from vlcli.steps.bin import BinSettings
-    from vlcli.steps.crop import CropSettings, parse_aspects, parse_scales
-    from vlcli.steps.filter import FilterRules, ScoreSettings
-    from vlcli.steps.synth import SynthSettings
-    from vlcli.validation import ValidationRules
+    from vlcli.steps import spec
 
-    def aspects(value: Any) -> tuple[tuple[int, int], ...]:
-        if isinstance(value, str):
-            return parse_aspects(value)
-        return parse_aspects(",".join(v if isinstance(v, str) else f"{v[0]}:{v[1]}" for v in value))
-
-    def scales(value: Any) -> tuple[float, ...]:
-        return parse_scales(value if isinstance(value, str) else ",".join(str(v) for v in value))
-
+    specs = [spec(name) for name in BUILT_IN]
     return {
-        "filter": SectionSpec("filter", (ScoreSettings, FilterRules)),
-        "crop": SectionSpec(
-            "crop",
-            (CropSettings,),
-            converters={"aspects": aspects, "scales": scales},
-            aliases={"aspects": "aspect", "keep_embedding": "embedding"},
-        ),
-        "bin": SectionSpec("bin", (BinSettings, BinRules)),
-        "synth": SectionSpec("synth", (SynthSettings,)),
-        "validate": SectionSpec("validate", (ValidationRules, CheckSettings)),
+        s.name: SectionSpec(s.name, s.settings, converters=s.converters, aliases=s.aliases) for s in specs
     }
 
 

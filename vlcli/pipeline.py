@@ -23,149 +23,21 @@ from vlcli.errors import QueryError, SourceError, UsageError
 from vlcli.hub import ModelRef
 from vlcli.ingest import IngestReport, ingest
 from vlcli.presets import preset
+from vlcli.steps import BUILT_IN
+from vlcli.steps import spec as step_spec
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
 from vlcli.storage import Table
 
 ProgressFactory = Callable[[], Progress]
 Listener = Callable[[str, Any], None]  # ("ingest" | "step-start" | "step" , payload)
 
-# The step commands' defaults, so `vl run` batches like `vl <step>` does.
-DEFAULT_BATCH = {"filter": 32, "crop": 8, "bin": 16, "synth": 64, "validate": 64}
 DEFAULT_WORKERS = 2
 
 
-@dataclass(frozen=True)
-class StepBuilder:
-    """How `vl run` makes one step from its config section, and names the models it will load."""
-
-    build: Callable[[dict[str, Any]], Step]
-    models: Callable[[dict[str, Any]], list[ModelRef]]
-    # Before running: are its inputs there? (dry: only look, write nothing)
-    check: Callable[[Table, Step, bool], None] | None = None
-    needs: str | None = None  # the step that writes the columns `check` looks for
-    # Settings that change what the step writes but not which rows it takes, set for a plan so that
-    # building the step reads no model config (crop sizes its embedding column from its model's).
-    plan_values: dict[str, Any] = field(default_factory=dict)
-
-
-def _filter(values: dict[str, Any]) -> Step:
-    from vlcli.steps.filter import FilterRules, FilterStep, ScoreSettings
-
-    objs = config.step_objects("filter", values)
-    return FilterStep(objs[ScoreSettings], objs[FilterRules])
-
-
-def _crop(values: dict[str, Any]) -> Step:
-    from vlcli.steps.crop import CropSettings, CropStep
-
-    return CropStep(config.step_objects("crop", values)[CropSettings])
-
-
-def _bin(values: dict[str, Any]) -> Step:
-    from vlcli.binning import BinRules
-    from vlcli.steps.bin import BinSettings, BinStep
-
-    objs = config.step_objects("bin", values)
-    return BinStep(objs[BinSettings], objs[BinRules])
-
-
-def _filter_models(values: dict[str, Any]) -> list[ModelRef]:
-    s = {**config.defaults("filter"), **values}
-    if s["nsfw"] == "none":
-        return []
-    label = f"nsfw: {s['nsfw']}" + (f" ({s['nsfw_model']})" if s.get("nsfw_model") else "")
-    if s["nsfw"] != "hf":
-        return [ModelRef(label, "filter.nsfw", s["nsfw"], "bundled")]
-    from vlcli.backends.hf_classifier import DEFAULT_MODEL
-
-    return [ModelRef(label, "filter.nsfw_model", s.get("nsfw_model") or DEFAULT_MODEL, "hf")]
-
-
-def _crop_models(values: dict[str, Any]) -> list[ModelRef]:
-    s = {**config.defaults("crop"), **values}
-    return [ModelRef(f"embedder: {s['model']}", "crop.model", s["model"], "hf", s.get("revision"))]
-
-
-def _bin_models(values: dict[str, Any]) -> list[ModelRef]:
-    s = {**config.defaults("bin"), **values}
-    roles: tuple[str, ...] = ("ocr", "detector", "captioner", "clip")
-    if s["features"] == "caption-only":
-        roles = ("captioner", "clip")
-    sources: dict[str, hub.Source] = {
-        "ocr": "bundled" if s["ocr"] == "rapidocr" else "external",
-        "detector": "ultralytics",
-        "captioner": "hf",
-        "clip": "open_clip",
-    }
-    return [
-        ModelRef(f"{role}: {s[role]}", f"bin.{role}", s[role], sources[role], pretrained=s["clip_pretrained"])
-        for role in roles
-        if s[role] != "none"
-    ]
-
-
-def _generator(step: str, role: str, backend: str, model: str) -> ModelRef:
-    """A text generator: a hub model for in-process backends, a name on a server for `openai`."""
-    source: hub.Source = "hf" if backend in ("transformers", "vllm") else "external"
-    return ModelRef(f"{role}: {backend}:{model}", f"{step}.model", model, source)
-
-
-def _synth(values: dict[str, Any]) -> Step:
-    from vlcli.steps.synth import SynthSettings, synth_step
-
-    return synth_step(config.step_objects("synth", values)[SynthSettings])
-
-
-def _synth_models(values: dict[str, Any]) -> list[ModelRef]:
-    s = {**config.defaults("synth"), **values}
-    models = [_generator("synth", "generator", s["backend"], s["model"])]
-    if s.get("describe"):
-        models.append(_generator("synth", "describer", s["backend"], s.get("describe_model") or s["model"]))
-    return models
-
-
-def _synth_check(table: Table, step: Step, dry: bool = False) -> None:
-    from vlcli.steps.synth import check_rows
-
-    check_rows(table, step.settings)  # type: ignore[attr-defined]
-
-
-def _validate(values: dict[str, Any]) -> Step:
-    from vlcli.model_checks import CheckSettings
-    from vlcli.steps.validate import make_step
-    from vlcli.validation import ValidationRules
-
-    objs = config.step_objects("validate", values)
-    return make_step(objs[ValidationRules], objs[CheckSettings])
-
-
-def _validate_models(values: dict[str, Any]) -> list[ModelRef]:
-    s = {**config.defaults("validate"), **values}
-    return [
-        _generator("validate", role, s["backend"], s["model"])
-        for role in ("judge", "visual_dependency")
-        if s.get(role)
-    ]
-
-
-def _validate_check(table: Table, step: Step, dry: bool = False) -> None:
-    from vlcli.steps.validate import ValidateStep
-
-    missing = [c for c in ("synth_status", "synth_qa") if c not in table.schema.names]
-    if missing:
-        raise UsageError(f"the table has no {' or '.join(missing)}: add synth to --steps before validate")
-    assert isinstance(step, ValidateStep)
-    if not dry:
-        step.invalidate_stale(table)  # rows whose Q/A changed since their model checks are redone
-
-
-BUILDERS: dict[str, StepBuilder] = {
-    "filter": StepBuilder(_filter, _filter_models),
-    "crop": StepBuilder(_crop, _crop_models, plan_values={"keep_embedding": False}),
-    "bin": StepBuilder(_bin, _bin_models),
-    "synth": StepBuilder(_synth, _synth_models, _synth_check, needs="bin"),
-    "validate": StepBuilder(_validate, _validate_models, _validate_check, needs="synth"),
-}
+def _settings(name: str, values: dict[str, Any]) -> list[Any]:
+    """The step's settings objects from its section, in its spec's order."""
+    objs = config.step_objects(name, values)
+    return [objs[cls] for cls in step_spec(name).settings]
 
 
 @dataclass
@@ -223,27 +95,23 @@ def step_names(settings: Settings) -> list[str]:
     if isinstance(steps, str):
         steps = [s.strip() for s in steps.split(",") if s.strip()]
     names = list(steps)
-    unknown = [s for s in names if s not in BUILDERS]
+    unknown = [s for s in names if s not in BUILT_IN]
     if unknown:
         raise UsageError(
-            f"unknown step {unknown[0]!r} in --steps (available, in order: {', '.join(BUILDERS)})"
+            f"unknown step {unknown[0]!r} in --steps (available, in order: {', '.join(BUILT_IN)})"
         )
-    order = list(BUILDERS)
+    order = list(BUILT_IN)
     return sorted(dict.fromkeys(names), key=order.index)
 
 
 def build(name: str, settings: Settings) -> Step:
     """The step object for `name` from its section (no model is loaded until it runs)."""
-    return BUILDERS[name].build(dict(settings.get(name, {})))
+    return step_spec(name).build(*_settings(name, dict(settings.get(name, {}))))
 
 
 def options(name: str, settings: Settings, where: str | None = None) -> RunOptions:
     """Runner options of a step: its section's runner keys over the step command's defaults."""
-    batch = DEFAULT_BATCH.get(name, 32)
-    if name == "synth":
-        from vlcli.steps.synth import default_batch_size
-
-        batch = default_batch_size(int(settings.get("synth", {}).get("concurrency", 16)))
+    batch = step_spec(name).default_batch(*_settings(name, dict(settings.get(name, {}))))
     section = {k: v for k, v in settings.get(name, {}).items() if v is not None}  # null: the default
     values = {"batch_size": batch, "workers": DEFAULT_WORKERS, **section}
     return config.run_options(values, where=where, redo_if_changed=True)
@@ -280,7 +148,11 @@ def check_source(src: str | os.PathLike[str]) -> None:
 
 def models(settings: Settings, names: list[str] | None = None) -> list[ModelRef]:
     """The models the steps `names` (default: the configured steps) will load."""
-    return [m for n in names or step_names(settings) for m in BUILDERS[n].models(dict(settings.get(n, {})))]
+    return [
+        m
+        for n in names or step_names(settings)
+        for m in step_spec(n).models(*_settings(n, dict(settings.get(n, {}))))
+    ]
 
 
 def sample_filter(table: Table, n: int | None, seed: int) -> str | None:
@@ -319,13 +191,13 @@ def plan(
     handle = Table.open(path) if path.exists() else None
     steps = []
     for i, name in enumerate(names):
-        builder, step = BUILDERS[name], planned[name]
+        spec, step = step_spec(name), planned[name]
         pending = None
         if handle is not None and (i == 0 or src is None):
-            if builder.check is not None and builder.needs not in names[:i]:
-                builder.check(handle, step, True)
+            if spec.needs not in names[:i]:  # else the columns it looks for come from an earlier step
+                step.check(handle)
             pending = _pending(handle, step, settings)
-        refs = builder.models(dict(settings.get(name, {})))
+        refs = spec.models(*_settings(name, dict(settings.get(name, {}))))
         missing = {r.label: why for r in refs if (why := hub.missing(r))}
         steps.append(PlannedStep(name, pending, [r.label for r in refs], missing))
     return Plan(
@@ -341,8 +213,7 @@ def plan(
 
 
 def _plan_step(name: str, settings: Settings) -> Step:
-    builder = BUILDERS[name]
-    return builder.build({**settings.get(name, {}), **builder.plan_values})
+    return build(name, {name: {**settings.get(name, {}), **step_spec(name).plan_values}})
 
 
 def _pending(table: Table, step: Step, settings: Settings) -> int | None:
@@ -372,7 +243,7 @@ def run_pipeline(
     run = settings.get("run", {})
     names = check(table, settings, src)  # arguments and values first: seconds, no model, no hub
     hub.check_available(models(settings, names))  # an unreachable hub fails here, not after ingest
-    steps = [build(name, settings) for name in names]
+    built = [build(name, settings) for name in names]
     ingested = None
     if src is not None:
         opts = config.ingest_options(settings.get("ingest", {}))
@@ -381,11 +252,8 @@ def run_pipeline(
     handle = Table.open(Path(table))
     where = sample_filter(handle, run.get("sample"), int(run.get("seed") or 0))
     report = PipelineReport(ingest=ingested)
-    for name, step in zip(names, steps):
+    for name, step in zip(names, built):
         notify("step-start", name)
-        step_check = BUILDERS[name].check
-        if step_check is not None:
-            step_check(handle, step, False)
         step_report = run_step(handle, step, options(name, settings, where), _progress(progress_factory))
         report.steps.append(step_report)
         notify("step", step_report)

@@ -2,9 +2,9 @@
 
 import importlib
 
-from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, run_step
+from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, StepSpec, Summary, run_step
 
-# The built-in steps by name, imported only when asked for.
+# The built-in steps by name, in pipeline order, imported only when asked for.
 BUILT_IN = {
     "filter": "vlcli.steps.filter:FilterStep",
     "crop": "vlcli.steps.crop:CropStep",
@@ -23,4 +23,23 @@ def step_class(name: str) -> type[Step]:
     return cls
 
 
-__all__ = ["BUILT_IN", "Progress", "RowSkipped", "RunOptions", "Step", "StepReport", "run_step", "step_class"]
+def spec(name: str) -> StepSpec:
+    """The spec of the built-in step called `name` (its module's SPEC)."""
+    module = BUILT_IN[name].partition(":")[0]
+    found: StepSpec = importlib.import_module(module).SPEC
+    return found
+
+
+__all__ = [
+    "BUILT_IN",
+    "Progress",
+    "RowSkipped",
+    "RunOptions",
+    "Step",
+    "StepReport",
+    "StepSpec",
+    "Summary",
+    "run_step",
+    "spec",
+    "step_class",
+]

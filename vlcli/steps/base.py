@@ -14,11 +14,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import pyarrow as pa
 
@@ -28,6 +28,9 @@ from vlcli.errors import StepInterrupted, UsageError
 from vlcli.schema import Column, status_column
 from vlcli.storage import Table
 from vlcli.text import one_line
+
+if TYPE_CHECKING:
+    from vlcli.hub import ModelRef
 
 CHUNK_ROWS = 4  # rows per prepare task: few, so the bytes of prepared rows in flight are bounded finely
 
@@ -80,15 +83,28 @@ class Progress(Protocol):
         """The run ended (done, failed or interrupted)."""
 
 
+@dataclass
+class Summary:
+    """What a step's global part (`Step.finish`) decided; a step with one subclasses this."""
+
+
 class Step:
-    """A unit of work over rows: declares what it reads and writes; the runner does the rest."""
+    """A unit of work over rows: declares what it reads and writes; the runner does the rest.
+
+    The runner calls, in order: `check(table)` (before any work), `setup()` (models; only when rows
+    are pending), `prepare` and `process` per batch, `finish(table)` (the global part) and, however
+    the run ends, `close()`.
+    """
 
     name: ClassVar[str] = "step"
     reads: ClassVar[tuple[str, ...]] = ("id",)
     optional_reads: ClassVar[tuple[str, ...]] = ()  # read when the table has them (e.g. crop_box)
     writes: tuple[Column, ...] = ()  # an instance may set its own (e.g. an embedding sized by its model)
     requires: ClassVar[str | None] = "ingest_status = 'ok'"
-    after_filter: ClassVar[bool] = False  # skip rows `vl filter` rejected, once it has run
+    # (column, predicate) a row must also meet once the table has that column (e.g. kept by the filter)
+    prerequisites: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Attributes `setup` fills (models, connections, buffers): never pickled, dropped by `close`.
+    transient: ClassVar[tuple[str, ...]] = ()
 
     @property
     def status(self) -> str:
@@ -106,9 +122,9 @@ class Step:
         `columns` are the table's; `params` the step's settings as `provenance()` gives and the table
         records them, so `vl status` and the review page count pending rows as the runner takes them.
         """
+        names = set(columns)
         parts = [f"({cls.requires})"] if cls.requires else []
-        if cls.after_filter and "filter_keep" in columns:
-            parts.append("(filter_keep IS NULL OR filter_keep = true)")  # no model time on rejected rows
+        parts += [f"({predicate})" for column, predicate in cls.prerequisites if column in names]
         return " AND ".join(parts) or None
 
     @classmethod
@@ -125,8 +141,37 @@ class Step:
         """The predicate selecting rows this step still has to do (`columns`: the table's columns)."""
         return self.todo_filter(retry_errors, columns, self.provenance())
 
+    def check(self, table: Table) -> None:
+        """Before any work, and before models load: raise UsageError saying what to do when the table
+        or the settings cannot work (e.g. a column an earlier step writes is missing)."""
+
+    def reopen(self, table: Table) -> int:
+        """Before pending rows are chosen (unless --redo): set rows whose inputs changed back to pending;
+        returns how many."""
+        return 0
+
     def setup(self) -> None:
         """Load models once per process, before the first batch (not called when nothing is pending)."""
+
+    def close(self) -> None:
+        """Release what `setup` loaded (the runner calls it however the run ends; calling it again is harmless)."""
+        seen: set[int] = set()
+        for name in self.transient:
+            value = getattr(self, name, None)
+            for held in value.values() if isinstance(value, dict) else (value,):
+                close = getattr(held, "close", None)
+                if callable(close) and id(held) not in seen:
+                    seen.add(id(held))
+                    close()
+        self.__dict__.update(self._released())
+
+    def _released(self) -> dict[str, Any]:
+        # a container stays one (empty): `process` and `prepare` look into it
+        return {name: {} if isinstance(getattr(self, name, None), dict) else None for name in self.transient}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for process-pool workers and other processes: models stay where they were loaded.
+        return {**self.__dict__, **self._released()}
 
     def prepare(self, row: dict[str, Any]) -> Any:
         """Per-row CPU work (decode, resize) run in the prefetch pool; raise to fail the row."""
@@ -140,9 +185,34 @@ class Step:
         """Model names, revisions and parameters that determine this step's output."""
         return {}
 
-    def finish(self, table: Table) -> Any:
+    def finish(self, table: Table) -> Summary | None:
         """The global part, after every pending row is done (also when none was): returns a summary."""
         return None
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """Everything `vl` knows about a step before building it: `vl run`, the config, the presets and the
+    step's command all read this."""
+
+    name: str
+    settings: tuple[type, ...]  # the dataclasses its config section and its flags fill
+    build: Callable[..., Step]  # the step from instances of `settings`, in that order
+    models: Callable[..., list[ModelRef]]  # the models it will load, from the same instances
+    batch_size: int  # rows per batch, by default
+    batch_for: Callable[..., int] | None = None  # a default batch size that depends on the settings
+    needs: str | None = None  # the step that writes the columns its `check` looks for
+    # Values that change what the step writes but not which rows it takes, set for a plan so that
+    # building the step reads no model config (crop sizes its embedding column from its model's).
+    plan_values: Mapping[str, Any] = field(default_factory=dict)
+    converters: Mapping[str, Callable[[Any], Any]] = field(
+        default_factory=dict
+    )  # config values YAML cannot spell
+    aliases: Mapping[str, str] = field(default_factory=dict)  # config key -> flag name, where they differ
+
+    def default_batch(self, *settings: Any) -> int:
+        """Rows per batch for these settings."""
+        return self.batch_for(*settings) if self.batch_for is not None else self.batch_size
 
 
 @dataclass
@@ -159,7 +229,7 @@ class StepReport:
     interrupted: bool = False
     tag: str | None = None
     changed_settings: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    summary: Any = None  # what the step's global part (`Step.finish`) reported
+    summary: Summary | None = None  # what the step's global part (`Step.finish`) reported
     retry_errors: bool = False  # the run also took rows whose status is an error
 
     @property
@@ -452,9 +522,19 @@ def run_step(
 ) -> StepReport:
     """Run `step` over every pending row of `table`, committing each batch; resumable at any point."""
     opts = options or RunOptions()
+    try:
+        return _run(table, step, opts, progress)
+    finally:
+        step.close()
+
+
+def _run(table: Table, step: Step, opts: RunOptions, progress: Progress | None) -> StepReport:
     report = StepReport(step=step.name, retry_errors=opts.retry_errors)
     started = time.perf_counter()
+    step.check(table)
     table.ensure_columns(c.field() for c in step.columns())
+    if not opts.redo:
+        step.reopen(table)
     report.changed_settings = _changed_settings(table, step)
     if opts.redo or (opts.redo_if_changed and report.changed_settings):
         _reset(table, step)
@@ -505,7 +585,8 @@ def run_step(
         pool.shutdown(wait=False, cancel_futures=True)
         if progress is not None:
             progress.finish()
-    _finish(table, step, report)
+    _finish(table, step, report)  # records provenance, which names the loaded models
+    step.close()  # the global part needs no model: free them before it
     report.summary = step.finish(table)
     report.seconds = time.perf_counter() - started
     return report
@@ -578,13 +659,15 @@ def _changed_settings(table: Table, step: Step) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def _reset(table: Table, step: Step) -> None:
+def _reset(table: Table, step: Step, chunk: int = 65_536) -> None:
     """Set the step's status back to NULL on every row so all of them are redone (resumably)."""
     status = status_column(step.name).field()
     ids: list[str] = []
-    for batch in table.scan(["id"], f"{step.status} IS NOT NULL", batch_size=65_536):
+    for batch in table.scan(["id"], f"{step.status} IS NOT NULL", batch_size=chunk):
         ids.extend(batch.column("id").to_pylist())
-    table.write_back(pa.table({"id": ids, status.name: pa.nulls(len(ids), pa.string())}))
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        table.write_back(pa.table({"id": part, status.name: pa.nulls(len(part), pa.string())}))
 
 
 def _record_provenance(table: Table, step: Step, rows: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
@@ -15,8 +15,12 @@ from vlcli.errors import UsageError
 from vlcli.features import dispersion, num_classes, text_area_ratio
 from vlcli.images import check_pixels, clamp_box, decode_view, short_side_size
 from vlcli.schema import Column
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary, run_step
+from vlcli.steps.filter import KEPT
 from vlcli.storage import Table
+
+if TYPE_CHECKING:
+    from vlcli.hub import ModelRef
 
 _BOX = pa.list_(pa.int32(), 4)
 OCR_BOXES = Column(
@@ -104,7 +108,8 @@ class BinStep(Step):
     reads = ("id", "image", "width", "height")
     optional_reads = ("crop_box",)
     writes = FEATURE_COLUMNS
-    after_filter = True
+    prerequisites = (KEPT,)
+    transient = ("models",)
 
     def __init__(self, settings: BinSettings | None = None, rules: BinRules | None = None) -> None:
         self.settings = settings or BinSettings()
@@ -135,9 +140,6 @@ class BinStep(Step):
             self.models["clip"] = create(
                 "clip", "open_clip", model=s.clip, pretrained=s.clip_pretrained, dtype=s.dtype, **common
             )
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "models": {}}  # process-pool workers only run `prepare`
 
     def prepare(self, row: dict[str, Any]) -> Any:
         """The view (the crop when there is one) decoded once, upright RGB, and the view's full size.
@@ -233,7 +235,7 @@ def _object_features(view: _View, detections: list[Any] | None) -> dict[str, Any
 
 
 @dataclass
-class BinReport:
+class BinReport(Summary):
     """What the global part decided."""
 
     rule: str
@@ -303,7 +305,34 @@ def run_bin(
 ) -> tuple[StepReport, BinReport]:
     """Compute features for pending rows (resumable), then the bins of the whole table."""
     report = run_step(table, BinStep(settings, rules), options, progress)
+    assert isinstance(report.summary, BinReport)
     return report, report.summary
+
+
+def models(settings: BinSettings, rules: BinRules | None = None) -> list[ModelRef]:
+    """The models `vl bin` loads with these settings."""
+    from vlcli import hub
+
+    roles: tuple[str, ...] = ("ocr", "detector", "captioner", "clip")
+    if settings.features == "caption-only":
+        roles = ("captioner", "clip")
+    sources: dict[str, hub.Source] = {
+        "ocr": "bundled" if settings.ocr == "rapidocr" else "external",
+        "detector": "ultralytics",
+        "captioner": "hf",
+        "clip": "open_clip",
+    }
+    names = {role: getattr(settings, role) for role in roles}
+    return [
+        hub.ModelRef(
+            f"{role}: {name}", f"bin.{role}", name, sources[role], pretrained=settings.clip_pretrained
+        )
+        for role, name in names.items()
+        if name != "none"
+    ]
+
+
+SPEC = StepSpec("bin", (BinSettings, BinRules), BinStep, models, batch_size=16)
 
 
 __all__ = ["BINS", "BinReport", "BinSettings", "BinStep", "assign_bins", "run_bin"]

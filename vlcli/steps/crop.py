@@ -4,7 +4,7 @@ the full image's embedding are written."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +17,11 @@ from vlcli.crops import Box, CropGrid, grid_boxes, resized_size, to_original
 from vlcli.errors import UsageError
 from vlcli.images import check_pixels, decode
 from vlcli.schema import Column
-from vlcli.steps.base import RowSkipped, Step
+from vlcli.steps.base import RowSkipped, Step, StepSpec
+from vlcli.steps.filter import KEPT
+
+if TYPE_CHECKING:
+    from vlcli.hub import ModelRef
 
 MAX_BUFFERS = 4  # distinct crop sizes whose stacking buffers are kept between batches
 
@@ -105,7 +109,8 @@ class CropStep(Step):
 
     name = "crop"
     reads = ("id", "image", "width", "height")
-    after_filter = True
+    prerequisites = (KEPT,)
+    transient = ("embedder", "_buffers")
 
     def __init__(self, settings: CropSettings | None = None) -> None:
         self.settings = settings or CropSettings()
@@ -130,10 +135,6 @@ class CropStep(Step):
             trust_remote_code=s.trust_remote_code,
         )
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Process-pool workers only run `prepare`: never ship the model to them.
-        return {**self.__dict__, "embedder": None, "_buffers": {}}
-
     def prepare(self, row: dict[str, Any]) -> _Prepared:
         """Decode (at a reduced size, down to the resize target) and resize the short side to R; a row
         whose resized image would take more than STEP_MAX_PIXELS is skipped before anything is decoded."""
@@ -151,7 +152,7 @@ class CropStep(Step):
 
     def process(self, items: list[_Prepared]) -> list[dict[str, Any]]:
         """Cut every candidate on the device, embed all of them with the full images, pick the best."""
-        torch = require("torch")
+        torch = require("torch", "models")
         device = self.embedder.device
         # HWC: a candidate is a slice of whole pixel rows (a CHW slice copies 3 bytes at a time)
         views = [self._views(torch.from_numpy(p.pixels).to(device), p) for p in items]
@@ -188,7 +189,7 @@ class CropStep(Step):
 
     def _preprocess_grouped(self, images: list[Any]) -> Any:
         """HWC uint8 views -> model input, one resize per distinct size (all seed crops share one)."""
-        torch = require("torch")
+        torch = require("torch", "models")
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, img in enumerate(images):
             groups.setdefault(tuple(img.shape), []).append(i)
@@ -203,7 +204,7 @@ class CropStep(Step):
     def _buffer(self, shape: tuple[int, ...], count: int, device: Any) -> Any:
         """A uint8 [count, *shape] tensor reused across batches: a fresh one (~380 MB for a batch of
         64 x 16 crops of 1024^2) costs more in page faults than the resize itself on a CPU."""
-        torch = require("torch")
+        torch = require("torch", "models")
         buf = self._buffers.get(shape)
         if buf is None or buf.shape[0] < count or buf.device != device:
             if len(self._buffers) >= MAX_BUFFERS:
@@ -256,3 +257,32 @@ def _check_resize(size: tuple[int, int], r: int) -> tuple[int, int]:
 
 def _is_square(p: _Prepared) -> bool:
     return p.resized[0] == p.resized[1]
+
+
+def models(settings: CropSettings) -> list[ModelRef]:
+    """The embedding model `vl crop` loads with these settings."""
+    from vlcli.hub import ModelRef
+
+    return [ModelRef(f"embedder: {settings.model}", "crop.model", settings.model, "hf", settings.revision)]
+
+
+def _aspects(value: Any) -> tuple[tuple[int, int], ...]:
+    if isinstance(value, str):
+        return parse_aspects(value)
+    return parse_aspects(",".join(v if isinstance(v, str) else f"{v[0]}:{v[1]}" for v in value))
+
+
+def _scales(value: Any) -> tuple[float, ...]:
+    return parse_scales(value if isinstance(value, str) else ",".join(str(v) for v in value))
+
+
+SPEC = StepSpec(
+    "crop",
+    (CropSettings,),
+    CropStep,
+    models,
+    batch_size=8,
+    plan_values={"keep_embedding": False},
+    converters={"aspects": _aspects, "scales": _scales},
+    aliases={"aspects": "aspect", "keep_embedding": "embedding"},
+)

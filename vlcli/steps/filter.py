@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,8 +16,11 @@ from vlcli.errors import UsageError
 from vlcli.images import decode, decode_budget, shrink
 from vlcli.phash import DRAFT_MIN_SIDE, phash, to_int64
 from vlcli.schema import Column
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary, run_step
 from vlcli.storage import Table
+
+if TYPE_CHECKING:
+    from vlcli.hub import ModelRef
 
 PHASH = Column(
     "phash", pa.int64(), "64-bit perceptual hash of the original image (imagehash bit order, as int64)"
@@ -28,6 +31,10 @@ FILTER_KEEP = Column("filter_keep", pa.bool_(), "whether the row passes every fi
 FILTER_REASON = Column(
     "filter_reason", pa.string(), "why a row is rejected: too_small, too_large, bad_aspect, ..."
 )
+
+# What a step after the filter adds to its pending rows once `vl filter` has run: no model time on
+# rejected rows.
+KEPT = ("filter_keep", "filter_keep IS NULL OR filter_keep = true")
 
 REASONS = ("unreadable", "too_small", "too_large", "bad_aspect", "nsfw", "duplicate", "semantic_duplicate")
 
@@ -76,6 +83,7 @@ class FilterStep(Step):
 
     name = "filter"
     reads = ("id", "image", "width", "height")
+    transient = ("scorer",)
 
     def __init__(self, settings: ScoreSettings | None = None, rules: FilterRules | None = None) -> None:
         self.settings = settings or ScoreSettings()
@@ -96,9 +104,6 @@ class FilterStep(Step):
         if s.nsfw_model:
             options["model"] = s.nsfw_model
         self.scorer = create("nsfw", s.nsfw, **options)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "scorer": None}  # process-pool workers only run `prepare`
 
     def prepare(self, row: dict[str, Any]) -> Any:
         """Decode once (JPEG draft mode: the NSFW models look at <= 320 px, pHash at 32 px) and hash;
@@ -129,7 +134,7 @@ class FilterStep(Step):
 
 
 @dataclass
-class FilterReport:
+class FilterReport(Summary):
     """What the global part decided."""
 
     rows: int = 0
@@ -247,16 +252,19 @@ def _semantic(
 def _write(
     table: Table, ids: list[str], dup_of: list[str | None], keep: list[bool | None], reason: list[str | None]
 ) -> None:
-    table.write_back(
-        pa.table(
-            {
-                "id": ids,
-                DUP_OF.name: pa.array(dup_of, pa.string()),
-                FILTER_KEEP.name: pa.array(keep, pa.bool_()),
-                FILTER_REASON.name: pa.array(reason, pa.string()),
-            }
+    chunk = 262_144
+    for start in range(0, len(ids), chunk):
+        stop = start + chunk
+        table.write_back(
+            pa.table(
+                {
+                    "id": ids[start:stop],
+                    DUP_OF.name: pa.array(dup_of[start:stop], pa.string()),
+                    FILTER_KEEP.name: pa.array(keep[start:stop], pa.bool_()),
+                    FILTER_REASON.name: pa.array(reason[start:stop], pa.string()),
+                }
+            )
         )
-    )
 
 
 def run_filter(
@@ -268,4 +276,22 @@ def run_filter(
 ) -> tuple[StepReport, FilterReport]:
     """Score pending rows (resumable), then recompute keep / reason / dup_of for the whole table."""
     report = run_step(table, FilterStep(settings, rules), options, progress)
+    assert isinstance(report.summary, FilterReport)
     return report, report.summary
+
+
+def models(settings: ScoreSettings, rules: FilterRules | None = None) -> list[ModelRef]:
+    """The NSFW model `vl filter` loads with these settings (none for --nsfw none)."""
+    from vlcli.hub import ModelRef
+
+    if settings.nsfw == "none":
+        return []
+    label = f"nsfw: {settings.nsfw}" + (f" ({settings.nsfw_model})" if settings.nsfw_model else "")
+    if settings.nsfw != "hf":
+        return [ModelRef(label, "filter.nsfw", settings.nsfw, "bundled")]
+    from vlcli.backends.hf_classifier import DEFAULT_MODEL
+
+    return [ModelRef(label, "filter.nsfw_model", settings.nsfw_model or DEFAULT_MODEL, "hf")]
+
+
+SPEC = StepSpec("filter", (ScoreSettings, FilterRules), FilterStep, models, batch_size=32)

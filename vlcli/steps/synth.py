@@ -9,21 +9,28 @@ its raw text kept.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from PIL import Image
 
 from vlcli import prompts
 from vlcli.backends import create
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, Message, image_part, text_part
 from vlcli.errors import UsageError
-from vlcli.images import view_jpeg
+from vlcli.images import decode_view, encode
 from vlcli.prompts import Facts, Template
 from vlcli.qa import SYNTH_DESCRIPTION, SYNTH_MODEL, SYNTH_QA, SYNTH_RAW
 from vlcli.replies import MODES, Mode, ReplyError, parse_items, reply_schema
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, run_step
+from vlcli.steps.filter import KEPT
 from vlcli.storage import Table
 from vlcli.text import one_line
+
+if TYPE_CHECKING:
+    from vlcli.hub import ModelRef
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_PER_IMAGE = {"mcq": 2, "qa": 1}
@@ -43,6 +50,7 @@ ALL_BACKEND_OPTIONS = (
     "seed",
 )
 MAX_ECHO_CHARS = 4000  # how much of an unusable reply is shown back to the model when asking again
+JPEG_QUALITY = 90
 
 
 def default_batch_size(concurrency: int) -> int:
@@ -138,7 +146,8 @@ class SynthStep(Step):
     name = "synth"
     reads: ClassVar[tuple[str, ...]] = ("id", "width", "height")
     optional_reads = ("crop_box", "ocr_text", "objects", "caption", "bin", "synth_description")
-    after_filter = True
+    prerequisites = (KEPT,)
+    transient = ("generator", "describer")
 
     def __init__(self, settings: SynthSettings | None = None, reuse_descriptions: bool = True) -> None:
         self.settings = s = settings or SynthSettings()
@@ -164,6 +173,12 @@ class SynthStep(Step):
             return ready
         selected = "bin IS NOT NULL AND bin_selected = true"
         return f"{ready} AND {selected}" if ready else selected
+
+    def check(self, table: Table) -> None:
+        """Fail early, with what to do, when the rows to work on cannot be chosen."""
+        names = table.schema.names
+        if not self.settings.all_rows and ("bin" not in names or "bin_selected" not in names):
+            raise UsageError("no bins yet: run `vl bin TABLE` first, or pass --all to use every kept row")
 
     def setup(self) -> None:
         """Build the generator(s) once; check they can see images where images are to be sent."""
@@ -191,15 +206,6 @@ class SynthStep(Step):
             return create("generator", s.backend, **s.generator_options(model))
         except TypeError as exc:  # an option this backend does not take
             raise UsageError(f"--backend-option: the {s.backend} backend says: {exc}") from None
-
-    def close(self) -> None:
-        """Release the generators (connections, engines)."""
-        for gen in {id(g): g for g in (self.generator, self.describer) if g is not None}.values():
-            gen.close()
-        self.generator = self.describer = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "generator": None, "describer": None}  # pool workers only `prepare`
 
     def _needs_description(self, row: dict[str, Any]) -> bool:
         return self.settings.describe and not (self.reuse_descriptions and row.get("synth_description"))
@@ -342,6 +348,22 @@ def _again(first: GenerationRequest, raw: str | None, reason: str, attempt: int)
     return replace(first, messages=[*first.messages, *follow_up], seed=seed)
 
 
+def view_jpeg(row: dict[str, Any], long_side: int) -> bytes:
+    """The row's view (its crop when set) as a JPEG whose long side is at most `long_side`."""
+    box = tuple(row["crop_box"]) if row.get("crop_box") is not None else None
+    width, height = row.get("width") or 0, row.get("height") or 0
+    if box is not None:
+        width, height = box[2] - box[0], box[3] - box[1]
+    min_side = None
+    if width > 0 and height > 0 and max(width, height) > long_side:
+        # JPEG draft decoding keeps the short side >= min_side: ask for what the long side bound leaves.
+        min_side = max(1, math.ceil(long_side * min(width, height) / max(width, height)))
+    img = decode_view(row["image"], box, min_side=min_side)  # type: ignore[arg-type]
+    if max(img.size) > long_side:
+        img.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+    return encode(img, "JPEG", JPEG_QUALITY)
+
+
 class _SynthStepWithImages(SynthStep):
     """The same step, reading the image bytes (for --describe and --send-image)."""
 
@@ -355,15 +377,6 @@ def synth_step(settings: SynthSettings | None = None, reuse_descriptions: bool =
     return cls(s, reuse_descriptions)
 
 
-def check_rows(table: Table, settings: SynthSettings) -> None:
-    """Fail early, with what to do, when the rows to work on cannot be chosen."""
-    names = table.schema.names
-    if settings.all_rows:
-        return
-    if "bin" not in names or "bin_selected" not in names:
-        raise UsageError("no bins yet: run `vl bin TABLE` first, or pass --all to use every kept row")
-
-
 def run_synth(
     table: Table,
     settings: SynthSettings | None = None,
@@ -373,12 +386,35 @@ def run_synth(
     """Generate Q/A items for every pending row (resumable: rows done stay done)."""
     s = settings or SynthSettings()
     opts = options or RunOptions(batch_size=default_batch_size(s.concurrency))
-    check_rows(table, s)
-    step = synth_step(s, reuse_descriptions=not opts.redo)
-    try:
-        return run_step(table, step, opts, progress)
-    finally:
-        step.close()
+    return run_step(table, synth_step(s, reuse_descriptions=not opts.redo), opts, progress)
+
+
+def models(settings: SynthSettings) -> list[ModelRef]:
+    """The text generator(s) `vl synth` uses with these settings."""
+    refs = [generator_ref("synth", "generator", settings.backend, settings.model)]
+    if settings.describe:
+        describer = settings.describe_model or settings.model
+        refs.append(generator_ref("synth", "describer", settings.backend, describer))
+    return refs
+
+
+def generator_ref(step: str, role: str, backend: str, model: str) -> ModelRef:
+    """A text generator: a hub model for in-process backends, a name on a server for `openai`."""
+    from vlcli import hub
+
+    source: hub.Source = "hf" if backend in ("transformers", "vllm") else "external"
+    return hub.ModelRef(f"{role}: {backend}:{model}", f"{step}.model", model, source)
+
+
+SPEC = StepSpec(
+    "synth",
+    (SynthSettings,),
+    synth_step,
+    models,
+    batch_size=64,
+    batch_for=lambda s: default_batch_size(s.concurrency),
+    needs="bin",
+)
 
 
 __all__ = [

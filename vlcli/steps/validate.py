@@ -8,13 +8,13 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
 from vlcli.backends import create
 from vlcli.errors import UsageError
-from vlcli.images import ImageProblem, view_jpeg
+from vlcli.images import ImageProblem, view_bytes
 from vlcli.model_checks import (
     VISUAL_TYPE,
     CheckSettings,
@@ -26,9 +26,13 @@ from vlcli.model_checks import (
 )
 from vlcli.qa import SYNTH_QA, VALID_COUNT, VALIDATE_RESULTS, QAItem
 from vlcli.schema import Column, status_column
-from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, run_step
+from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, StepSpec, Summary, run_step
+from vlcli.steps.filter import KEPT
 from vlcli.storage import Table
 from vlcli.validation import ImageContext, ValidationRules, check_item, duplicate_key
+
+if TYPE_CHECKING:
+    from vlcli.hub import ModelRef
 
 VALIDATE_JUDGE = Column(
     "validate_judge", pa.list_(pa.int32()), "judge score 1-5 per item of synth_qa (--judge); NULL: no score"
@@ -61,10 +65,7 @@ def _labels(objects: list[dict[str, Any]] | None) -> list[str]:
 
 
 class ValidateStep(Step):
-    """Per row: the enabled model checks (none: just mark it done). Then, globally: the rules.
-
-    `run_validate` drives it; a caller using `run_step` directly calls `invalidate_stale` first.
-    """
+    """Per row: the enabled model checks (none: just mark it done). Then, globally: the rules."""
 
     name = "validate"
     reads: ClassVar[tuple[str, ...]] = (
@@ -77,13 +78,22 @@ class ValidateStep(Step):
     )
     optional_reads: ClassVar[tuple[str, ...]] = _FEATURES
     requires = "ingest_status = 'ok' AND synth_status IS NOT NULL"
-    after_filter = True
+    prerequisites = (KEPT,)
+    transient = ("generator",)
 
     def __init__(self, rules: ValidationRules | None = None, checks: CheckSettings | None = None) -> None:
         self.rules = rules or ValidationRules()
         self.checks = checks or CheckSettings()
         self.writes = (VALIDATE_JUDGE, VALIDATE_VISUAL, VALIDATE_QA_DIGEST)
         self.generator: Any = None
+
+    def check(self, table: Table) -> None:
+        """The Q/A to validate must be there."""
+        missing = [c for c in ("synth_status", SYNTH_QA.name) if c not in table.schema.names]
+        if missing:
+            raise UsageError(
+                f"the table has no {' or '.join(missing)}: run `vl synth TABLE` before `vl validate`"
+            )
 
     def setup(self) -> None:
         """Start the text-generation backend once, when a model check is on."""
@@ -99,17 +109,8 @@ class ValidateStep(Step):
                 f"model {getattr(self.generator, 'model', '?')!r} does not"
             )
 
-    def close(self) -> None:
-        """Release the backend."""
-        if self.generator is not None:
-            self.generator.close()
-            self.generator = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "generator": None}  # process-pool workers only run `prepare`
-
-    def invalidate_stale(self, table: Table) -> int:
-        """Before `run_step`: make rows pending again whose Q/A changed or that lack a check on now."""
+    def reopen(self, table: Table) -> int:
+        """Make rows pending again whose Q/A changed or that lack a model check that is on now."""
         return invalidate_stale(table, self.checks)
 
     def prepare(self, row: dict[str, Any]) -> Any:
@@ -141,7 +142,6 @@ class ValidateStep(Step):
 
     def finish(self, table: Table) -> ValidateReport:
         """The global part: every item of every validated row under the current rules."""
-        self.close()
         return apply_rules(table, self.rules, self.checks)
 
     def provenance(self) -> dict[str, Any]:
@@ -178,6 +178,18 @@ class VisualValidateStep(ValidateStep):
         return prepared
 
 
+def view_jpeg(row: dict[str, Any], long_side: int) -> bytes:
+    """The row's view as JPEG bytes, scaled down so its long side is at most `long_side`."""
+    box = row.get("crop_box")
+    width, height = row.get("width") or 0, row.get("height") or 0
+    if box is not None:
+        width, height = box[2] - box[0], box[3] - box[1]
+    size = None
+    if width > 0 and height > 0 and max(width, height) > long_side:
+        size = max(1, long_side * min(width, height) // max(width, height))
+    return view_bytes(row["image"], box, fmt="JPEG", size=size)[0]
+
+
 @dataclass
 class _Row:
     stored: dict[str, Any]
@@ -193,7 +205,7 @@ def make_step(rules: ValidationRules | None = None, checks: CheckSettings | None
 
 
 @dataclass
-class ValidateReport:
+class ValidateReport(Summary):
     """What the rules decided over the table."""
 
     rows: int = 0  # rows whose Q/A were validated
@@ -315,15 +327,18 @@ def _mark_duplicates(
 def _write(
     table: Table, ids: list[str], results: list[list[dict[str, Any]] | None], counts: list[int | None]
 ) -> None:
-    table.write_back(
-        pa.table(
-            {
-                "id": ids,
-                VALIDATE_RESULTS.name: pa.array(results, VALIDATE_RESULTS.type),
-                VALID_COUNT.name: pa.array(counts, VALID_COUNT.type),
-            }
+    chunk = 65_536
+    for start in range(0, len(ids), chunk):
+        stop = start + chunk
+        table.write_back(
+            pa.table(
+                {
+                    "id": ids[start:stop],
+                    VALIDATE_RESULTS.name: pa.array(results[start:stop], VALIDATE_RESULTS.type),
+                    VALID_COUNT.name: pa.array(counts[start:stop], VALID_COUNT.type),
+                }
+            )
         )
-    )
 
 
 def invalidate_stale(table: Table, checks: CheckSettings) -> int:
@@ -337,7 +352,9 @@ def invalidate_stale(table: Table, checks: CheckSettings) -> int:
         for row in batch.to_pylist():
             if _is_stale(row, checks):
                 stale.append(row["id"])
-    table.write_back(pa.table({"id": stale, "validate_status": pa.nulls(len(stale), pa.string())}))
+    for start in range(0, len(stale), 65_536):
+        part = stale[start : start + 65_536]
+        table.write_back(pa.table({"id": part, "validate_status": pa.nulls(len(part), pa.string())}))
     return len(stale)
 
 
@@ -364,16 +381,19 @@ def run_validate(
     progress: Progress | None = None,
 ) -> tuple[StepReport, ValidateReport]:
     """Run the model checks on pending rows (resumable), then the rules over the whole table."""
-    missing = [c for c in ("synth_status", SYNTH_QA.name) if c not in table.schema.names]
-    if missing:
-        raise UsageError(
-            f"the table has no {' or '.join(missing)}: run `vl synth TABLE` before `vl validate`"
-        )
-    step = make_step(rules, checks)
-    if not (options and options.redo):
-        step.invalidate_stale(table)
-    try:
-        report = run_step(table, step, options, progress)
-    finally:
-        step.close()
+    report = run_step(table, make_step(rules, checks), options, progress)
+    assert isinstance(report.summary, ValidateReport)
     return report, report.summary
+
+
+def models(rules: ValidationRules, checks: CheckSettings) -> list[ModelRef]:
+    """The text generator the enabled model checks use (none without --judge or --visual-dependency)."""
+    from vlcli.steps.synth import generator_ref
+
+    roles = [
+        role for role, on in (("judge", checks.judge), ("visual_dependency", checks.visual_dependency)) if on
+    ]
+    return [generator_ref("validate", role, checks.backend, str(checks.model)) for role in roles]
+
+
+SPEC = StepSpec("validate", (ValidationRules, CheckSettings), make_step, models, batch_size=64, needs="synth")
