@@ -14,7 +14,7 @@ from typing import Any, Literal, TextIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vlcli import export as ex
+from vlcli import export_files as ex
 from vlcli.errors import ExportError, UsageError
 from vlcli.images import file_extension
 from vlcli.predicate import Predicate, conjoin, parse_where
@@ -178,7 +178,7 @@ def qa_file_writer(
     reads = [ID.name, SYNTH_QA.name] + [c for c in RECORD_COLUMNS if c in schema.names]
     reads += [VALIDATE_RESULTS.name] if validated else []
     if images is not None:
-        report.by_dataset = len(ex._datasets(table, predicate)) > 1
+        report.by_dataset = len(ex.datasets_of(table, predicate)) > 1
         reads += [IMAGE.name] + ([CROP_BOX] if view.crop and CROP_BOX in schema.names else [])
     reads = list(dict.fromkeys(reads))
     shape = _shaper(fmt, options)
@@ -186,8 +186,8 @@ def qa_file_writer(
 
     def write(progress: Progress | None) -> list[str]:
         if images is not None:
-            ex._write_marker(images, table, report, view)
-        batches = _rows_with_items(ex._scan(table, reads, predicate), validated, report, progress)
+            ex.write_marker(images, table, report, view)
+        batches = _rows_with_items(ex.scan_rows(table, reads, predicate), validated, report, progress)
         part = path.with_name(f".{path.name}.part")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -251,11 +251,11 @@ def _with_image_files(
     def tasks(batch: pa.RecordBatch) -> list[Callable[[], tuple[View, int]]]:
         folders = [_folder(images, d, report.by_dataset) for d in column(batch, DATASET.name)]
         rows = zip(folders, column(batch, ID.name), column(batch, IMAGE.name), boxes(batch, view))
-        return [functools.partial(ex._write_one, f, i, data, box, view) for f, i, data, box in rows]
+        return [functools.partial(ex.write_one, f, i, data, box, view) for f, i, data, box in rows]
 
     for batch, written in map_rows(batches, tasks, workers):
         views = [v for v, _ in written]
-        ex._tally(report, views)
+        ex.tally(report, views)
         report.bytes_written += sum(n for _, n in written)
         if progress is not None:
             progress.advance(batch.num_rows, sum(v.skipped is not None for v in views))
@@ -268,7 +268,7 @@ def _with_image_files(
 
 
 def _folder(images: Path, dataset: str | None, by_dataset: bool) -> Path:
-    return images / ex._dataset_folder(dataset) if by_dataset else images
+    return images / ex.dataset_folder(dataset) if by_dataset else images
 
 
 # --- the per-Q/A `--hf` dataset --------------------------------------------------------------
@@ -319,13 +319,13 @@ def qa_hf_writer(
     report.columns = list(schema.names)
 
     def write(progress: Progress | None) -> list[str]:
-        rows = _rows_with_items(ex._scan(table, scan, predicate), validated, report, progress)
+        rows = _rows_with_items(ex.scan_rows(table, scan, predicate), validated, report, progress)
         if image:
-            rows = ex._viewed(rows, reads, view, workers, report, progress)
+            rows = ex.viewed_rows(rows, reads, view, workers, report, progress)
         else:
             rows = _counted(rows, report, progress)
         items = (part for batch in rows for part in _explode(batch, validated, extras, report))
-        return ex._write_hf(items, target, schema, shard_rows)
+        return ex.write_hf(items, target, schema, shard_rows)
 
     return write
 
