@@ -659,15 +659,13 @@ def _changed_settings(table: Table, step: Step) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def _reset(table: Table, step: Step, chunk: int = 65_536) -> None:
+def _reset(table: Table, step: Step) -> None:
     """Set the step's status back to NULL on every row so all of them are redone (resumably)."""
     status = status_column(step.name).field()
     ids: list[str] = []
-    for batch in table.scan(["id"], f"{step.status} IS NOT NULL", batch_size=chunk):
+    for batch in table.scan(["id"], f"{step.status} IS NOT NULL", batch_size=65_536):
         ids.extend(batch.column("id").to_pylist())
-    for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
-        table.write_back(pa.table({"id": part, status.name: pa.nulls(len(part), pa.string())}))
+    table.write_back(pa.table({"id": ids, status.name: pa.nulls(len(ids), pa.string())}))
 
 
 def _record_provenance(table: Table, step: Step, rows: int) -> None:

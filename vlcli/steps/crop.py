@@ -152,7 +152,7 @@ class CropStep(Step):
 
     def process(self, items: list[_Prepared]) -> list[dict[str, Any]]:
         """Cut every candidate on the device, embed all of them with the full images, pick the best."""
-        torch = require("torch", "models")
+        torch = require("torch")
         device = self.embedder.device
         # HWC: a candidate is a slice of whole pixel rows (a CHW slice copies 3 bytes at a time)
         views = [self._views(torch.from_numpy(p.pixels).to(device), p) for p in items]
@@ -189,7 +189,7 @@ class CropStep(Step):
 
     def _preprocess_grouped(self, images: list[Any]) -> Any:
         """HWC uint8 views -> model input, one resize per distinct size (all seed crops share one)."""
-        torch = require("torch", "models")
+        torch = require("torch")
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, img in enumerate(images):
             groups.setdefault(tuple(img.shape), []).append(i)
@@ -204,7 +204,7 @@ class CropStep(Step):
     def _buffer(self, shape: tuple[int, ...], count: int, device: Any) -> Any:
         """A uint8 [count, *shape] tensor reused across batches: a fresh one (~380 MB for a batch of
         64 x 16 crops of 1024^2) costs more in page faults than the resize itself on a CPU."""
-        torch = require("torch", "models")
+        torch = require("torch")
         buf = self._buffers.get(shape)
         if buf is None or buf.shape[0] < count or buf.device != device:
             if len(self._buffers) >= MAX_BUFFERS:

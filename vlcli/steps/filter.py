@@ -252,19 +252,16 @@ def _semantic(
 def _write(
     table: Table, ids: list[str], dup_of: list[str | None], keep: list[bool | None], reason: list[str | None]
 ) -> None:
-    chunk = 262_144
-    for start in range(0, len(ids), chunk):
-        stop = start + chunk
-        table.write_back(
-            pa.table(
-                {
-                    "id": ids[start:stop],
-                    DUP_OF.name: pa.array(dup_of[start:stop], pa.string()),
-                    FILTER_KEEP.name: pa.array(keep[start:stop], pa.bool_()),
-                    FILTER_REASON.name: pa.array(reason[start:stop], pa.string()),
-                }
-            )
+    table.write_back(
+        pa.table(
+            {
+                "id": ids,
+                DUP_OF.name: pa.array(dup_of, pa.string()),
+                FILTER_KEEP.name: pa.array(keep, pa.bool_()),
+                FILTER_REASON.name: pa.array(reason, pa.string()),
+            }
         )
+    )
 
 
 def run_filter(

@@ -9,18 +9,15 @@ its raw text kept.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
-
-from PIL import Image
 
 from vlcli import prompts
 from vlcli.backends import create
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, Message, image_part, text_part
 from vlcli.errors import UsageError
-from vlcli.images import decode_view, encode
+from vlcli.images import view_jpeg
 from vlcli.prompts import Facts, Template
 from vlcli.qa import SYNTH_DESCRIPTION, SYNTH_MODEL, SYNTH_QA, SYNTH_RAW
 from vlcli.replies import MODES, Mode, ReplyError, parse_items, reply_schema
@@ -50,7 +47,6 @@ ALL_BACKEND_OPTIONS = (
     "seed",
 )
 MAX_ECHO_CHARS = 4000  # how much of an unusable reply is shown back to the model when asking again
-JPEG_QUALITY = 90
 
 
 def default_batch_size(concurrency: int) -> int:
@@ -346,22 +342,6 @@ def _again(first: GenerationRequest, raw: str | None, reason: str, attempt: int)
     ]
     seed = None if first.seed is None else first.seed + attempt
     return replace(first, messages=[*first.messages, *follow_up], seed=seed)
-
-
-def view_jpeg(row: dict[str, Any], long_side: int) -> bytes:
-    """The row's view (its crop when set) as a JPEG whose long side is at most `long_side`."""
-    box = tuple(row["crop_box"]) if row.get("crop_box") is not None else None
-    width, height = row.get("width") or 0, row.get("height") or 0
-    if box is not None:
-        width, height = box[2] - box[0], box[3] - box[1]
-    min_side = None
-    if width > 0 and height > 0 and max(width, height) > long_side:
-        # JPEG draft decoding keeps the short side >= min_side: ask for what the long side bound leaves.
-        min_side = max(1, math.ceil(long_side * min(width, height) / max(width, height)))
-    img = decode_view(row["image"], box, min_side=min_side)  # type: ignore[arg-type]
-    if max(img.size) > long_side:
-        img.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
-    return encode(img, "JPEG", JPEG_QUALITY)
 
 
 class _SynthStepWithImages(SynthStep):

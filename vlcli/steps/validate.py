@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from vlcli.backends import create
 from vlcli.errors import UsageError
-from vlcli.images import ImageProblem, view_bytes
+from vlcli.images import ImageProblem, view_jpeg
 from vlcli.model_checks import (
     VISUAL_TYPE,
     CheckSettings,
@@ -178,18 +178,6 @@ class VisualValidateStep(ValidateStep):
         return prepared
 
 
-def view_jpeg(row: dict[str, Any], long_side: int) -> bytes:
-    """The row's view as JPEG bytes, scaled down so its long side is at most `long_side`."""
-    box = row.get("crop_box")
-    width, height = row.get("width") or 0, row.get("height") or 0
-    if box is not None:
-        width, height = box[2] - box[0], box[3] - box[1]
-    size = None
-    if width > 0 and height > 0 and max(width, height) > long_side:
-        size = max(1, long_side * min(width, height) // max(width, height))
-    return view_bytes(row["image"], box, fmt="JPEG", size=size)[0]
-
-
 @dataclass
 class _Row:
     stored: dict[str, Any]
@@ -327,18 +315,15 @@ def _mark_duplicates(
 def _write(
     table: Table, ids: list[str], results: list[list[dict[str, Any]] | None], counts: list[int | None]
 ) -> None:
-    chunk = 65_536
-    for start in range(0, len(ids), chunk):
-        stop = start + chunk
-        table.write_back(
-            pa.table(
-                {
-                    "id": ids[start:stop],
-                    VALIDATE_RESULTS.name: pa.array(results[start:stop], VALIDATE_RESULTS.type),
-                    VALID_COUNT.name: pa.array(counts[start:stop], VALID_COUNT.type),
-                }
-            )
+    table.write_back(
+        pa.table(
+            {
+                "id": ids,
+                VALIDATE_RESULTS.name: pa.array(results, VALIDATE_RESULTS.type),
+                VALID_COUNT.name: pa.array(counts, VALID_COUNT.type),
+            }
         )
+    )
 
 
 def invalidate_stale(table: Table, checks: CheckSettings) -> int:
@@ -352,9 +337,7 @@ def invalidate_stale(table: Table, checks: CheckSettings) -> int:
         for row in batch.to_pylist():
             if _is_stale(row, checks):
                 stale.append(row["id"])
-    for start in range(0, len(stale), 65_536):
-        part = stale[start : start + 65_536]
-        table.write_back(pa.table({"id": part, "validate_status": pa.nulls(len(part), pa.string())}))
+    table.write_back(pa.table({"id": stale, "validate_status": pa.nulls(len(stale), pa.string())}))
     return len(stale)
 
 
