@@ -182,7 +182,8 @@ def test_vl_backends_lists_every_capability_and_what_is_missing() -> None:
     assert list(caps) == list(PROTOCOLS)
     assert caps["clip"]["protocol"] == "ImageTextScorer"
     rows = {(cap, b["name"]): b for cap, c in caps.items() for b in c["backends"]}
-    assert set(rows) == {(b.capability, b.name) for b in BUILTIN}
+    builtin = {key for key, row in rows.items() if row["origin"] == "built-in"}
+    assert builtin == {(b.capability, b.name) for b in BUILTIN}  # other tests may have registered more
     assert rows[("generator", "stub")]["ready"] and rows[("generator", "stub")]["origin"] == "built-in"
     for row in rows.values():
         assert row["ready"] == (not row["missing"])

@@ -42,7 +42,7 @@ class Backend:
     name: str
     target: str | Factory
     requires: tuple[str, ...] = ()  # top-level modules it imports when built
-    origin: str = BUILTIN_ORIGIN  # "built-in", or the entry point that registered it
+    origin: str = BUILTIN_ORIGIN  # "built-in", the entry point that registered it, or RUNTIME_ORIGIN
 
     def missing(self) -> list[str]:
         """The modules it needs that are not installed (found without importing them)."""
@@ -79,7 +79,8 @@ BUILTIN = (
     _builtin("generator", "stub", "stub_generator:StubGenerator"),
 )
 _TABLE: dict[tuple[str, str], Backend] = {(b.capability, b.name): b for b in BUILTIN}
-_origin = BUILTIN_ORIGIN  # who is registering now: an entry point while its module is imported
+RUNTIME_ORIGIN = "registered in this process"  # a register() call outside a plugin's import, e.g. a test
+_origin = RUNTIME_ORIGIN  # who is registering now: an entry point while its module is imported
 _plugins_loaded = False
 
 
@@ -112,7 +113,7 @@ def load_plugins() -> None:
         try:
             ep.load()  # a plugin module registers its backends on import
         finally:
-            _origin = BUILTIN_ORIGIN
+            _origin = RUNTIME_ORIGIN
 
 
 def plugins() -> list[tuple[str, str]]:
