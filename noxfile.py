@@ -1,4 +1,4 @@
-"""Sessions: tests, lint (ruff + mypy), bench (every benchmark script)."""
+"""Sessions: tests, lint (ruff + mypy + import-linter), bench (every benchmark script)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,20 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
 
 
+# What mypy reads types from; the heavy model libraries (torch, transformers, ...) are imported lazily
+# and typed loosely, so lint installs without them (under a minute instead of several GB).
+LINT_TYPES = ("typer", "rich", "numpy", "pillow", "pyarrow", "polars", "httpx", "pyyaml")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff (style, import boundaries) and mypy (strict) over the package."""
-    session.install("-e", ".[lint]")
+    """Ruff (style, import boundaries), mypy (strict) and import-linter (layers) over the package."""
+    session.install("-e", ".[lint]", "--no-deps")
+    session.install("ruff>=0.6", "mypy>=1.10", "import-linter>=2.1", *LINT_TYPES)
     session.run("ruff", "check", "vlcli", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "vlcli", "tests", "benchmarks", "noxfile.py")
     session.run("mypy")
+    session.run("lint-imports")
 
 
 @nox.session

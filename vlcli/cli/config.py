@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from vlcli.presets import HELP as PRESET_HELP
 
 app = typer.Typer(help="Write or check a vl.yaml (settings for `vl run`).", no_args_is_help=True)
 # The commands whose flags are config keys, by section (each key is also a flag of its command).
-SECTION_COMMANDS = {
+SECTION_COMMANDS: dict[str, Callable[..., Any]] = {
     "run": run.command,
     "ingest": ingest.command,
     "filter": filter.command,

@@ -10,7 +10,8 @@ from rich.markup import escape
 
 from vlcli.cli.common import Quiet, RichProgress, console, handles_errors
 from vlcli.cli.status import human_bytes
-from vlcli.review import DEFAULT_LIMIT, DEFAULT_THUMB_SIZE, ReviewReport, write_review
+from vlcli.review import DEFAULT_LIMIT, DEFAULT_THUMB_SIZE, write_review
+from vlcli.review_cards import ReviewReport
 from vlcli.storage import Table
 
 
