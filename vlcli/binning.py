@@ -13,6 +13,7 @@ from vlcli.errors import UsageError
 
 BINS = ("A", "B", "C")
 Rule = Literal["rank", "threshold"]
+RULES: tuple[Rule, ...] = ("rank", "threshold")
 
 
 @dataclass(frozen=True)

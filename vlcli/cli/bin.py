@@ -8,26 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from vlcli.binning import BINS, BinRules
+from vlcli.binning import BINS, RULES, BinRules
 from vlcli.cli.common import (
-    BatchSize,
-    CommitSeconds,
-    Device,
-    Dtype,
-    Limit,
-    Pool,
-    Quiet,
-    Redo,
-    RetryErrors,
-    RichProgress,
-    TrustRemoteCode,
-    Workers,
+    StepFlags,
+    choice,
     console,
     handles_errors,
     print_report,
-    run_options,
+    step_flags,
 )
-from vlcli.steps.bin import BinReport, BinSettings, Explanation, explain, run_bin
+from vlcli.steps.bin import FEATURES, SPEC, BinReport, BinSettings, Explanation, explain, run_bin
 from vlcli.storage import Table
 
 
@@ -42,6 +32,7 @@ def _criteria(items: list[str]) -> dict[str, str]:
 
 
 @handles_errors
+@step_flags(SPEC.batch_size)
 def command(
     table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
     features: Annotated[
@@ -90,17 +81,8 @@ def command(
         list[str] | None,
         typer.Option(help="With --explain: NAME=SQL predicate on the stored features (repeatable)."),
     ] = None,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    trust_remote_code: TrustRemoteCode = False,
-    batch_size: BatchSize = 16,
-    limit: Limit = None,
-    retry_errors: RetryErrors = False,
-    redo: Redo = False,
-    workers: Workers = 2,
-    pool: Pool = "thread",
-    commit_seconds: CommitSeconds = 10.0,
-    quiet: Quiet = False,
+    *,
+    flags: StepFlags,
 ) -> None:
     """Bin images: A (text), B (objects), C (commonsense), balanced to --ratios.
 
@@ -110,7 +92,7 @@ def command(
     rules = BinRules(
         ratios=ratios,
         dataset_size=dataset_size,
-        rule=rule,  # type: ignore[arg-type]
+        rule=choice(rule, RULES, "--rule"),
         text_boxes=text_boxes,
         text_area=text_area,
         unique_classes=unique_classes,
@@ -124,19 +106,18 @@ def command(
     if criterion:
         raise typer.BadParameter("only with --explain ID", param_hint="--criterion")
     settings = BinSettings(
-        features=features,  # type: ignore[arg-type]
+        features=choice(features, FEATURES, "--features"),
         ocr=ocr,
         detector=detector,
         captioner=captioner,
         clip=clip,
         clip_pretrained=clip_pretrained,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
+        device=flags.device,
+        dtype=flags.dtype,
+        trust_remote_code=flags.trust_remote_code,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo, commit_seconds)
     step_report, bin_report = run_bin(
-        handle, settings, rules, opts, RichProgress(enabled=False if quiet else None)
+        handle, settings, rules, flags.options(SPEC.batch_size), flags.progress()
     )
     print_report(step_report)
     print_bin_report(bin_report)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import re
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,13 +24,14 @@ from rich.progress import (
 )
 from rich.table import Table as RichTable
 
-from vlcli.errors import StepInterrupted, VlError
+from vlcli.errors import StepInterrupted, UsageError, VlError
 from vlcli.steps.base import RunOptions, StepReport
 
 console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=str)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -156,7 +159,6 @@ def print_report(report: StepReport) -> None:
         console.print(table)
 
 
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per model call or prefetch task.")]
 CommitSeconds = Annotated[
     float,
     typer.Option(
@@ -173,7 +175,9 @@ Redo = Annotated[
 Workers = Annotated[
     int, typer.Option("--workers", min=1, help="Prefetch workers that decode and prepare rows.")
 ]
-Pool = Annotated[str, typer.Option("--pool", help="Prefetch pool kind: thread or process.")]
+Pool = Annotated[
+    Literal["thread", "process"], typer.Option("--pool", help="Prefetch pool kind: thread or process.")
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Device = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 Dtype = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16.")]
@@ -198,24 +202,82 @@ ImageSize = Annotated[
 ]
 
 
-def run_options(
-    batch_size: int,
-    limit: int | None,
-    retry_errors: bool,
-    workers: int,
-    pool: str,
-    redo: bool = False,
-    commit_seconds: float = 10.0,
-) -> RunOptions:
-    """Build the runner options from the shared step flags."""
-    if pool not in ("thread", "process"):
-        raise typer.BadParameter("use 'thread' or 'process'", param_hint="--pool")
-    return RunOptions(
-        batch_size=batch_size,
-        limit=limit,
-        retry_errors=retry_errors,
-        workers=workers,
-        pool=pool,  # type: ignore[arg-type]
-        redo=redo,
-        commit_seconds=commit_seconds,
+def choice(value: str, choices: tuple[C, ...], flag: str) -> C:
+    """`value` as one of `choices` (a Literal's values), else a one-line error naming the flag."""
+    for option in choices:
+        if option == value:
+            return option
+    raise UsageError(f"{flag} must be {' or '.join(choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class StepFlags:
+    """The runner and model flags every step command takes, declared once (see `step_flags`)."""
+
+    batch_size: int | None
+    limit: int | None
+    retry_errors: bool
+    redo: bool
+    workers: int
+    pool: Literal["thread", "process"]
+    commit_seconds: float
+    quiet: bool
+    device: str
+    dtype: str
+    trust_remote_code: bool
+
+    def options(self, default_batch: int) -> RunOptions:
+        """The runner options (`default_batch` when --batch-size was not given)."""
+        return RunOptions(
+            batch_size=self.batch_size or default_batch,
+            limit=self.limit,
+            retry_errors=self.retry_errors,
+            workers=self.workers,
+            pool=self.pool,
+            redo=self.redo,
+            commit_seconds=self.commit_seconds,
+        )
+
+    def progress(self) -> RichProgress:
+        """The progress bar (none with --quiet)."""
+        return RichProgress(enabled=False if self.quiet else None)
+
+
+def step_flags(
+    batch_size: int | None, batch_help: str = "Rows per model call or prefetch task."
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a step command the model and runner flags, after its own, as one `flags: StepFlags` argument."""
+    batch: Any = Annotated[int, typer.Option("--batch-size", min=1, help=batch_help)]
+    if batch_size is None:
+        batch = Annotated[int | None, typer.Option("--batch-size", min=1, help=batch_help)]
+    added = (
+        ("device", Device, "auto"),
+        ("dtype", Dtype, "auto"),
+        ("trust_remote_code", TrustRemoteCode, False),
+        ("batch_size", batch, batch_size),
+        ("limit", Limit, None),
+        ("retry_errors", RetryErrors, False),
+        ("redo", Redo, False),
+        ("workers", Workers, 2),
+        ("pool", Pool, "thread"),
+        ("commit_seconds", CommitSeconds, 10.0),
+        ("quiet", Quiet, False),
     )
+
+    def attach(func: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "flags"]
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params = [*own, *(inspect.Parameter(n, kind, annotation=a, default=d) for n, a, d in added)]
+
+        @functools.wraps(func)
+        def command(**values: Any) -> None:
+            flags = StepFlags(**{name: values.pop(name) for name, _, _ in added})
+            func(**values, flags=flags)
+
+        # typer reads the options from the signature and the annotations
+        command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        return command
+
+    return attach

@@ -8,28 +8,18 @@ from typing import Annotated
 import typer
 
 from vlcli.cli.common import (
-    BatchSize,
-    CommitSeconds,
-    Device,
-    Dtype,
-    Limit,
-    Pool,
-    Quiet,
-    Redo,
-    RetryErrors,
-    RichProgress,
-    TrustRemoteCode,
-    Workers,
+    StepFlags,
     handles_errors,
     print_report,
-    run_options,
+    step_flags,
 )
 from vlcli.steps.base import run_step
-from vlcli.steps.crop import CropSettings, CropStep, parse_aspects, parse_scales
+from vlcli.steps.crop import SPEC, CropSettings, CropStep, parse_aspects, parse_scales
 from vlcli.storage import Table
 
 
 @handles_errors
+@step_flags(SPEC.batch_size)
 def command(
     table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
     model: Annotated[str, typer.Option(help="DINOv2/DINOv3 checkpoint: a hub id or a local folder.")] = (
@@ -51,17 +41,8 @@ def command(
         int, typer.Option("--min-side", min=1, help="Skip images with a smaller short side.")
     ] = 32,
     embedding: Annotated[bool, typer.Option(help="Store the full image's embedding.")] = True,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    trust_remote_code: TrustRemoteCode = False,
-    batch_size: BatchSize = 8,
-    limit: Limit = None,
-    retry_errors: RetryErrors = False,
-    redo: Redo = False,
-    workers: Workers = 2,
-    pool: Pool = "thread",
-    commit_seconds: CommitSeconds = 10.0,
-    quiet: Quiet = False,
+    *,
+    flags: StepFlags,
 ) -> None:
     """Smart crop: embed N candidate crops and the full image, keep the crop most like the whole.
 
@@ -77,11 +58,10 @@ def command(
         min_score=min_score,
         min_side=min_side,
         keep_embedding=embedding,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
+        device=flags.device,
+        dtype=flags.dtype,
+        trust_remote_code=flags.trust_remote_code,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo, commit_seconds)
-    handle = Table.open(table)
-    report = run_step(handle, CropStep(settings), opts, RichProgress(enabled=None if not quiet else False))
+    opts = flags.options(SPEC.batch_size)
+    report = run_step(Table.open(table), CropStep(settings), opts, flags.progress())
     print_report(report)

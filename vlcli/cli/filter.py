@@ -8,29 +8,19 @@ from typing import Annotated
 import typer
 
 from vlcli.cli.common import (
-    BatchSize,
-    CommitSeconds,
-    Device,
-    Dtype,
-    Limit,
-    Pool,
-    Quiet,
-    Redo,
-    RetryErrors,
-    RichProgress,
-    TrustRemoteCode,
-    Workers,
+    StepFlags,
     console,
     handles_errors,
     plural,
     print_report,
-    run_options,
+    step_flags,
 )
-from vlcli.steps.filter import FilterReport, FilterRules, ScoreSettings, run_filter
+from vlcli.steps.filter import SPEC, FilterReport, FilterRules, ScoreSettings, run_filter
 from vlcli.storage import Table
 
 
 @handles_errors
+@step_flags(SPEC.batch_size)
 def command(
     table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
     min_side: Annotated[
@@ -67,17 +57,8 @@ def command(
             help="Also drop images whose embeddings have cosine >= this (needs vl crop).",
         ),
     ] = None,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    trust_remote_code: TrustRemoteCode = False,
-    batch_size: BatchSize = 32,
-    limit: Limit = None,
-    retry_errors: RetryErrors = False,
-    redo: Redo = False,
-    workers: Workers = 2,
-    pool: Pool = "thread",
-    commit_seconds: CommitSeconds = 10.0,
-    quiet: Quiet = False,
+    *,
+    flags: StepFlags,
 ) -> None:
     """Filter: bounds on size and aspect, NSFW score, perceptual-hash near-duplicates (kept: largest image).
 
@@ -86,7 +67,11 @@ def command(
     change the decision without decoding anything.
     """
     settings = ScoreSettings(
-        nsfw=nsfw, nsfw_model=nsfw_model, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        nsfw=nsfw,
+        nsfw_model=nsfw_model,
+        device=flags.device,
+        dtype=flags.dtype,
+        trust_remote_code=flags.trust_remote_code,
     )
     rules = FilterRules(
         min_side=min_side,
@@ -98,10 +83,8 @@ def command(
         dedup_scope=dedup_scope,
         semantic_threshold=semantic_threshold,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo, commit_seconds)
-    step_report, filter_report = run_filter(
-        Table.open(table), settings, rules, opts, RichProgress(enabled=False if quiet else None)
-    )
+    opts = flags.options(SPEC.batch_size)
+    step_report, filter_report = run_filter(Table.open(table), settings, rules, opts, flags.progress())
     print_report(step_report)
     print_filter_report(filter_report)
 

@@ -11,23 +11,15 @@ import typer
 from vlcli.cli.common import (
     ApiKeyEnv,
     BaseUrl,
-    CommitSeconds,
-    Device,
-    Dtype,
     ImageSize,
-    Limit,
-    Pool,
-    Quiet,
-    Redo,
-    RetryErrors,
-    RichProgress,
-    TrustRemoteCode,
-    Workers,
+    StepFlags,
+    choice,
     handles_errors,
     print_report,
-    run_options,
+    step_flags,
 )
-from vlcli.steps.synth import DEFAULT_MODEL, SynthSettings, default_batch_size, run_synth
+from vlcli.replies import MODES
+from vlcli.steps.synth import DEFAULT_MODEL, SPEC, SynthSettings, run_synth
 from vlcli.storage import Table
 
 
@@ -45,6 +37,7 @@ def _key_values(items: list[str]) -> dict[str, Any]:
 
 
 @handles_errors
+@step_flags(None, "Rows per generate() call (default: 8 x --concurrency, at least 64).")
 def command(
     table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
     mode: Annotated[
@@ -104,24 +97,8 @@ def command(
             help="More backend settings, e.g. timeout=300 or max_model_len=8192 (repeatable; JSON values).",
         ),
     ] = None,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    trust_remote_code: TrustRemoteCode = False,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size",
-            min=1,
-            help="Rows per generate() call (default: 8 x --concurrency, at least 64).",
-        ),
-    ] = None,
-    limit: Limit = None,
-    retry_errors: RetryErrors = False,
-    redo: Redo = False,
-    workers: Workers = 2,
-    pool: Pool = "thread",
-    commit_seconds: CommitSeconds = 10.0,
-    quiet: Quiet = False,
+    *,
+    flags: StepFlags,
 ) -> None:
     """Write questions, answers and reasoning for each image with an LLM.
 
@@ -130,7 +107,7 @@ def command(
     environment variable named by --api-key-env and is never stored.
     """
     settings = SynthSettings(
-        mode=mode,  # type: ignore[arg-type]
+        mode=choice(mode, MODES, "--mode"),
         per_image=per_image,
         backend=backend,
         model=model,
@@ -148,19 +125,11 @@ def command(
         prompt=str(prompt) if prompt is not None else None,
         describe_prompt=str(describe_prompt) if describe_prompt is not None else None,
         all_rows=all_rows,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
+        device=flags.device,
+        dtype=flags.dtype,
+        trust_remote_code=flags.trust_remote_code,
         backend_options=_key_values(backend_option or []),
     )
-    opts = run_options(
-        batch_size or default_batch_size(concurrency),
-        limit,
-        retry_errors,
-        workers,
-        pool,
-        redo,
-        commit_seconds,
-    )
-    report = run_synth(Table.open(table), settings, opts, RichProgress(enabled=False if quiet else None))
+    opts = flags.options(SPEC.default_batch(settings))
+    report = run_synth(Table.open(table), settings, opts, flags.progress())
     print_report(report)

@@ -10,31 +10,21 @@ import typer
 from vlcli.cli.common import (
     ApiKeyEnv,
     BaseUrl,
-    BatchSize,
-    CommitSeconds,
-    Device,
-    Dtype,
     ImageSize,
-    Limit,
-    Pool,
-    Quiet,
-    Redo,
-    RetryErrors,
-    RichProgress,
-    TrustRemoteCode,
-    Workers,
+    StepFlags,
     console,
     handles_errors,
     print_report,
-    run_options,
+    step_flags,
 )
 from vlcli.model_checks import CheckSettings
-from vlcli.steps.validate import ValidateReport, run_validate
+from vlcli.steps.validate import SPEC, ValidateReport, run_validate
 from vlcli.storage import Table
 from vlcli.validation import ValidationRules
 
 
 @handles_errors
+@step_flags(SPEC.batch_size)
 def command(
     table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
     min_question_words: Annotated[int, typer.Option("--min-question-words", help="Shortest question.")] = 5,
@@ -98,17 +88,8 @@ def command(
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", min=1, help="Longest reply of a model check, in tokens.")
     ] = 256,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    trust_remote_code: TrustRemoteCode = False,
-    batch_size: BatchSize = 16,
-    limit: Limit = None,
-    retry_errors: RetryErrors = False,
-    redo: Redo = False,
-    workers: Workers = 2,
-    pool: Pool = "thread",
-    commit_seconds: CommitSeconds = 10.0,
-    quiet: Quiet = False,
+    *,
+    flags: StepFlags,
 ) -> None:
     """Validate Q/A items: lengths, question form, refusals, MCQ shape, grounding, duplicates.
 
@@ -140,14 +121,12 @@ def command(
         rotations=rotations,
         image_size=image_size,
         max_tokens=max_tokens,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
+        device=flags.device,
+        dtype=flags.dtype,
+        trust_remote_code=flags.trust_remote_code,
     )
-    opts = run_options(batch_size, limit, retry_errors, workers, pool, redo, commit_seconds)
-    step_report, report = run_validate(
-        Table.open(table), rules, checks, opts, RichProgress(enabled=False if quiet else None)
-    )
+    opts = flags.options(SPEC.batch_size)
+    step_report, report = run_validate(Table.open(table), rules, checks, opts, flags.progress())
     print_report(step_report)
     print_validate_report(report)
 

@@ -44,6 +44,8 @@ CLIP_SCORE = Column("clip_score", pa.float32(), "cosine similarity of the captio
 BIN = Column("bin", pa.string(), "A (text), B (objects), C (commonsense), or NULL when unassigned")
 BIN_SELECTED = Column("bin_selected", pa.bool_(), "inside its bin's quota")
 
+FeatureSet = Literal["full", "caption-only"]
+FEATURES: tuple[FeatureSet, ...] = ("full", "caption-only")
 CLIP_MAX_SIDE = 448  # open_clip models take 224-448 px inputs, resizing the short side to that first
 
 FEATURE_COLUMNS = (
@@ -64,7 +66,7 @@ FEATURE_COLUMNS = (
 class BinSettings:
     """Which models compute the features ("none" turns one off)."""
 
-    features: Literal["full", "caption-only"] = "full"
+    features: FeatureSet = "full"
     ocr: str = "rapidocr"  # rapidocr, paddleocr or none
     detector: str = "yolo11s.pt"  # any ultralytics model name or path, or none
     captioner: str = "Salesforce/blip-image-captioning-base"  # any transformers BLIP/BLIP-2, or none

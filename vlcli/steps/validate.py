@@ -379,4 +379,4 @@ def models(rules: ValidationRules, checks: CheckSettings) -> list[ModelRef]:
     return [generator_ref("validate", role, checks.backend, str(checks.model)) for role in roles]
 
 
-SPEC = StepSpec("validate", (ValidationRules, CheckSettings), make_step, models, batch_size=64, needs="synth")
+SPEC = StepSpec("validate", (ValidationRules, CheckSettings), make_step, models, batch_size=16, needs="synth")
