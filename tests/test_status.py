@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from vlcli.cli import status as status_cli
+from vlcli.cli import render as render_cli
 from vlcli.cli.app import app
 from vlcli.schema import status_column
 from vlcli.status import TableStatus, table_status
@@ -105,7 +105,7 @@ def test_cli_missing_table(tmp_path: Path) -> None:
 
 
 def test_human_bytes() -> None:
-    assert [status_cli.human_bytes(n) for n in (12, 1536, 5 * 1024**3)] == ["12 B", "1.5 KB", "5.0 GB"]
+    assert [render_cli.human_bytes(n) for n in (12, 1536, 5 * 1024**3)] == ["12 B", "1.5 KB", "5.0 GB"]
 
 
 # --- one definition of pending: the runner's own predicate ---------------------------------------

@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from vlcli.backends.registry import catalog
-from vlcli.cli.common import console, handles_errors
+from vlcli.cli.common import handles_errors
+from vlcli.cli.render import console
 
 
 @handles_errors

@@ -6,18 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table as RichTable
 
-from vlcli.binning import BINS, RULES, BinRules
-from vlcli.cli.common import (
-    StepFlags,
-    choice,
-    console,
-    handles_errors,
-    print_report,
-    step_flags,
-)
-from vlcli.steps.bin import FEATURES, SPEC, BinReport, BinSettings, Explanation, explain, run_bin
+from vlcli.binning import RULES, BinRules
+from vlcli.cli.common import StepFlags, choice, handles_errors, step_flags
+from vlcli.cli.render import render
+from vlcli.steps.bin import FEATURES, SPEC, BinSettings, explain, run_bin
 from vlcli.storage import Table
 
 
@@ -101,7 +94,7 @@ def command(
     )
     handle = Table.open(table)
     if explain_id is not None:
-        print_explanation(explain(handle, explain_id, rules, _criteria(criterion or [])))
+        render(explain(handle, explain_id, rules, _criteria(criterion or [])))
         return
     if criterion:
         raise typer.BadParameter("only with --explain ID", param_hint="--criterion")
@@ -116,36 +109,5 @@ def command(
         dtype=flags.dtype,
         trust_remote_code=flags.trust_remote_code,
     )
-    step_report, bin_report = run_bin(
-        handle, settings, rules, flags.options(SPEC.batch_size), flags.progress()
-    )
-    print_report(step_report)
-    print_bin_report(bin_report)
-
-
-def print_bin_report(report: BinReport) -> None:
-    """Per-bin counts against quotas, and any shortfall."""
-    console.print(
-        f"[bold]bins[/] ({report.rule} rule, {report.candidates:,} candidate rows):", highlight=False
-    )
-    for b in BINS:
-        short = report.shortfall.get(b)
-        note = f"  [yellow]short by {short:,}[/]" if short else ""
-        console.print(
-            f"  {b}: {report.counts.get(b, 0):,} of quota {report.quotas.get(b, 0):,}{note}", highlight=False
-        )
-    console.print(f"  unassigned: {report.unassigned:,}", highlight=False)
-
-
-def print_explanation(ex: Explanation) -> None:
-    """One image's criteria, ranks and bin."""
-    console.print(f"[bold]{ex.image_id}[/]: bin {ex.bin or '-'} (selected: {ex.selected})", highlight=False)
-    if ex.caption:
-        console.print(f"caption: {ex.caption}", highlight=False, markup=False)
-    out = RichTable("bin", "criterion", "value", "test", "passes", box=None)
-    for c in ex.criteria:
-        mark = "-" if c.passed is None else ("yes" if c.passed else "no")
-        out.add_row(c.bin, c.name, "NULL" if c.value is None else str(c.value), c.test, mark)
-    console.print(out)
-    for metric, (rank, total) in ex.ranks.items():
-        console.print(f"rank by {metric}: {rank:,} of {total:,}", highlight=False)
+    step_report, _ = run_bin(handle, settings, rules, flags.options(SPEC.batch_size), flags.progress())
+    render(step_report)  # and its BinReport

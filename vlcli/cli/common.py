@@ -1,4 +1,4 @@
-"""What every command shares: error translation, progress bars, report rendering, step options."""
+"""What every command shares: error translation, progress bars, step options."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,13 +21,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table as RichTable
 
+from vlcli.cli.render import err_console, render
 from vlcli.errors import StepInterrupted, UsageError, VlError
 from vlcli.steps.base import RunOptions, StepReport
-
-console = Console()
-err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=str)
@@ -49,7 +45,7 @@ def handles_errors(func: F) -> F:
             return func(*args, **kwargs)
         except StepInterrupted as exc:
             if isinstance(exc.report, StepReport):
-                print_report(exc.report)
+                render(exc.report)
             err_console.print(f"[yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         except KeyboardInterrupt:
@@ -124,39 +120,6 @@ class RichProgress:
             self._bar.stop()
         self._bar = None
         self._task = None
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """'1 error', '2 errors' (with thousands separators)."""
-    return f"{count:,} {word if count == 1 else many or word + 's'}"
-
-
-def print_report(report: StepReport) -> None:
-    """Render a StepReport: counts, top reasons, speed, how to resume."""
-    state = "interrupted" if report.interrupted else "done"
-    console.print(
-        f"[bold]{report.step}[/] {state}: {report.done:,} ok, {report.skipped:,} skipped, "
-        f"{plural(report.errors, 'error')} in {report.seconds:.1f}s ({report.rows_per_second:,.1f} rows/s)",
-        highlight=False,
-    )
-    for key, (before, now) in report.changed_settings.items():
-        console.print(
-            f"[yellow]note:[/] {key} was {before!r} in the last run and is {now!r} now; rows done before keep "
-            "their old values (rerun with --redo to recompute them)",
-            highlight=False,
-        )
-    if report.pending == 0 and not report.interrupted:
-        hint = (
-            " and no errors to retry"
-            if report.retry_errors
-            else " (use --retry-errors to redo rows that failed)"
-        )
-        console.print(f"nothing pending{hint}", style="dim")
-    if report.reasons:
-        table = RichTable("reason", "rows", box=None, show_header=True, header_style="dim")
-        for reason, count in report.reasons.most_common(10):
-            table.add_row(reason, f"{count:,}")
-        console.print(table)
 
 
 CommitSeconds = Annotated[

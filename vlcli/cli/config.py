@@ -10,7 +10,8 @@ import typer
 
 from vlcli import config
 from vlcli.cli import bin, crop, filter, ingest, run, synth, validate
-from vlcli.cli.common import console, handles_errors
+from vlcli.cli.common import handles_errors
+from vlcli.cli.render import console
 from vlcli.configfile import render
 from vlcli.errors import UsageError
 from vlcli.presets import HELP as PRESET_HELP

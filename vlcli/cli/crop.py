@@ -7,12 +7,8 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import (
-    StepFlags,
-    handles_errors,
-    print_report,
-    step_flags,
-)
+from vlcli.cli.common import StepFlags, handles_errors, step_flags
+from vlcli.cli.render import render
 from vlcli.steps.base import run_step
 from vlcli.steps.crop import SPEC, CropSettings, CropStep, parse_aspects, parse_scales
 from vlcli.storage import Table
@@ -64,4 +60,4 @@ def command(
     )
     opts = flags.options(SPEC.batch_size)
     report = run_step(Table.open(table), CropStep(settings), opts, flags.progress())
-    print_report(report)
+    render(report)

@@ -8,10 +8,8 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
-from vlcli.cli.ingest import print_summary
-from vlcli.cli.run import print_step_summary
-from vlcli.cli.status import human_bytes, render
+from vlcli.cli.common import Quiet, RichProgress, handles_errors
+from vlcli.cli.render import console, err_console, human_bytes, render
 from vlcli.demo import DEFAULT_DIRECTORY, DEFAULT_IMAGES, EXPORT_NAME, DemoResult, run_demo
 from vlcli.samples import MIN_IMAGES
 from vlcli.status import table_status
@@ -57,10 +55,9 @@ def command(
         err_console.print(f"[yellow]note:[/] {BANNER}", highlight=False)
     if not quiet:
         _print_written(result)
-        print_summary(result.ingest)
+        render(result.ingest)
         for report in result.steps:
-            print_report(report)
-            print_step_summary(report)
+            render(report)
         console.print()
     render(table_status(Table.open(result.table)))
     if not quiet:

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from vlcli.cli.common import Quiet, RichProgress, console, handles_errors
-from vlcli.cli.status import human_bytes
-from vlcli.export import DEFAULT_SHARD_ROWS, ExportReport, export
+from vlcli.cli.common import Quiet, RichProgress, handles_errors
+from vlcli.cli.render import render
+from vlcli.export import DEFAULT_SHARD_ROWS, export
 from vlcli.qa_records import QAOptions
 from vlcli.storage import Table
 from vlcli.views import ViewOptions
@@ -182,44 +181,3 @@ def command(
         progress=RichProgress(enabled=False if quiet else None),
     )
     render(report)
-
-
-def render(report: ExportReport) -> None:
-    """Print what was written, what was skipped and how to load it."""
-    cropped = f", {report.cropped:,} cropped" if report.cropped else ""
-    items = f" ({report.items:,} Q/A items)" if report.note is not None else ""
-    console.print(
-        f"exported [bold]{report.rows:,}[/] rows{items}{cropped} to {escape(report.target)} "
-        f"({report.file_count:,} files, {human_bytes(report.bytes_written)}) in {report.seconds:.1f}s",
-        highlight=False,
-    )
-    if report.note is not None:
-        left_out = f"; {report.skipped_items:,} items left out as not valid" if report.skipped_items else ""
-        console.print(f"{report.note}{left_out}", style="dim", markup=False, highlight=False, soft_wrap=True)
-    if report.images is not None:
-        console.print(f"images in {report.images}", style="dim", markup=False, highlight=False)
-    if report.skipped:
-        reasons = ", ".join(f"{reason} ({n:,})" for reason, n in report.skipped.most_common())
-        console.print(
-            f"[yellow]skipped {sum(report.skipped.values()):,} rows:[/] {escape(reasons)}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if report.by_dataset:
-        console.print("one folder per dataset", style="dim", highlight=False)
-    if report.columns:
-        console.print(
-            f"columns: {', '.join(report.columns)}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-            style="dim",
-        )
-    console.print(
-        f"load it with: import datasets; ds = {report.load_hint()}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
-    if report.pushed is not None:
-        console.print(f"pushed to {report.pushed}", markup=False, highlight=False, soft_wrap=True)

@@ -7,15 +7,9 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import (
-    StepFlags,
-    console,
-    handles_errors,
-    plural,
-    print_report,
-    step_flags,
-)
-from vlcli.steps.filter import SPEC, FilterReport, FilterRules, ScoreSettings, run_filter
+from vlcli.cli.common import StepFlags, handles_errors, step_flags
+from vlcli.cli.render import render
+from vlcli.steps.filter import SPEC, FilterRules, ScoreSettings, run_filter
 from vlcli.storage import Table
 
 
@@ -84,22 +78,5 @@ def command(
         semantic_threshold=semantic_threshold,
     )
     opts = flags.options(SPEC.batch_size)
-    step_report, filter_report = run_filter(Table.open(table), settings, rules, opts, flags.progress())
-    print_report(step_report)
-    print_filter_report(filter_report)
-
-
-def print_filter_report(report: FilterReport) -> None:
-    """Kept rows, rejections by reason, duplicate groups."""
-    rejected = sum(report.reasons.values())
-    console.print(
-        f"[bold]filter[/]: {report.kept:,} kept, {rejected:,} rejected of {report.rows:,} rows"
-        + (f", {report.not_scored:,} not scored yet" if report.not_scored else ""),
-        highlight=False,
-    )
-    for reason, count in report.reasons.most_common():
-        console.print(f"  {reason:<20} {count:,}", highlight=False)
-    if report.duplicate_groups:
-        console.print(
-            f"  {plural(report.duplicate_groups, 'image')} kept with near-duplicates dropped", highlight=False
-        )
+    step_report, _ = run_filter(Table.open(table), settings, rules, opts, flags.progress())
+    render(step_report)  # and its FilterReport

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table as RichTable
 
-from vlcli.cli.common import Quiet, RichProgress, console, handles_errors, plural
+from vlcli.cli.common import Quiet, RichProgress, handles_errors
+from vlcli.cli.render import render
 from vlcli.images import DEFAULT_MAX_PIXELS
-from vlcli.ingest import DEFAULT_MAX_FILE_SIZE, IngestOptions, IngestReport, ingest
+from vlcli.ingest import DEFAULT_MAX_FILE_SIZE, IngestOptions, ingest
 
 Src = Annotated[
     str,
@@ -89,42 +89,4 @@ def command(
         batch_rows=batch_rows,
     )
     report = ingest(src, table, options, progress=RichProgress(enabled=False if quiet else None))
-    print_summary(report)
-
-
-def print_summary(report: IngestReport) -> None:
-    """Render an IngestReport: counts, duplicates, top error reasons, ignored files, speed."""
-    console.print(
-        f"[bold]ingest[/]: {report.seen:,} seen = {report.added:,} added + "
-        f"{plural(report.duplicates, 'duplicate')} + {plural(report.errors, 'error')}; "
-        f"{report.ignored:,} ignored; {report.seconds:.1f}s ({report.mb_per_second:,.1f} MB/s)",
-        highlight=False,
-        soft_wrap=True,
-    )
-    if report.duplicates:
-        twins = report.duplicates - report.already_in_table
-        console.print(
-            f"  duplicates: {report.already_in_table:,} already in the table, "
-            f"{twins:,} identical to an earlier item of this run (stored once)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if report.reasons:
-        reasons = RichTable(box=None, show_header=False, padding=(0, 0, 0, 2))
-        for reason, count in report.reasons.most_common(5):
-            reasons.add_row(reason, f"{count:,}")
-        console.print(reasons)
-    if report.ignored:
-        kinds = ", ".join(f"{ext} {n:,}" for ext, n in report.ignored_extensions.most_common(5))
-        console.print(
-            f"  ignored {report.ignored:,} files without an image extension ({kinds})",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if report.temp_files_removed:
-        console.print(
-            f"  removed {plural(report.temp_files_removed, 'temporary file')} left by an interrupted earlier run",
-            highlight=False,
-            soft_wrap=True,
-        )
-    console.print(f"table: {report.table}", highlight=False, style="dim", soft_wrap=True)
+    render(report)

@@ -14,7 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from vlcli.cli.common import console, handles_errors
+from vlcli.cli.common import handles_errors
+from vlcli.cli.render import console
 from vlcli.query import printable, query
 from vlcli.storage import Table
 

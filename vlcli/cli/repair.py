@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import console, handles_errors, plural
+from vlcli.cli.common import handles_errors
+from vlcli.cli.render import render
 from vlcli.repair import repair
 from vlcli.storage import ORPHAN_AGE
 
@@ -31,12 +32,4 @@ def command(table: TablePath, temp_age: TempAge = DEFAULT_TEMP_AGE) -> None:
 
     Of rows sharing an id, the one with the most columns filled is kept. Safe to rerun.
     """
-    report = repair(table, timedelta(minutes=temp_age))
-    console.print(
-        f"[bold]repair[/]: {plural(report.duplicates_removed, 'duplicate row')} removed, "
-        f"{plural(report.temp_files_removed, 'temporary file')} removed "
-        f"({report.temp_bytes_removed / 1e6:,.1f} MB) in {report.seconds:.1f}s",
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print(f"table: {report.table}", highlight=False, style="dim", soft_wrap=True)
+    render(repair(table, timedelta(minutes=temp_age)))

@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table as RichTable
 
 from vlcli import config
-from vlcli.cli.common import Quiet, RichProgress, console, err_console, handles_errors, print_report
-from vlcli.cli.status import run_summary_parts
-from vlcli.pipeline import PipelineReport, Plan, plan, resolve, run_pipeline
+from vlcli.cli.common import Quiet, RichProgress, handles_errors
+from vlcli.cli.render import console, err_console, render
+from vlcli.pipeline import plan, resolve, run_pipeline
 from vlcli.presets import HELP as PRESET_HELP
-from vlcli.steps.base import StepReport
 from vlcli.testing.tiny_models import BANNER
 
 MODEL_STEPS = ("filter", "crop", "bin", "synth", "validate")
@@ -75,12 +73,12 @@ def command(
     if settings["run"].get("preset") == "offline":
         err_console.print(f"[yellow]note:[/] {BANNER}", highlight=False, soft_wrap=True)
     if dry_run:
-        print_plan(plan(table, settings, src))
+        render(plan(table, settings, src))
         return
     progress = None if quiet else (lambda: RichProgress())
     listener = None if quiet else _print_event
     report = run_pipeline(table, settings, src, progress_factory=progress, listener=listener)
-    print_summary(report)
+    render(report)
 
 
 def _paths(paths: list[Path]) -> tuple[Path | None, Path]:
@@ -126,60 +124,5 @@ def _flag_settings(
 def _print_event(kind: str, payload: Any) -> None:
     if kind == "step-start":
         console.print(f"[bold]== {payload}[/]", highlight=False)
-    elif kind == "step" and isinstance(payload, StepReport):
-        print_report(payload)
-        print_step_summary(payload)
-    elif kind == "ingest":
-        from vlcli.cli.ingest import print_summary as print_ingest
-
-        print_ingest(payload)
-
-
-def print_step_summary(report: StepReport) -> None:
-    """The global part's report of a step (filter decisions, bins, validation verdicts), if it has one."""
-    from vlcli.steps.bin import BinReport
-    from vlcli.steps.filter import FilterReport
-    from vlcli.steps.validate import ValidateReport
-
-    if isinstance(report.summary, FilterReport):
-        from vlcli.cli.filter import print_filter_report
-
-        print_filter_report(report.summary)
-    elif isinstance(report.summary, BinReport):
-        from vlcli.cli.bin import print_bin_report
-
-        print_bin_report(report.summary)
-    elif isinstance(report.summary, ValidateReport):
-        from vlcli.cli.validate import print_validate_report
-
-        print_validate_report(report.summary)
-
-
-def print_plan(p: Plan) -> None:
-    """The dry run: source, steps with pending rows and models, nothing written."""
-    console.print(f"[bold]plan[/] for {p.table} (preset {p.preset}); nothing was written", highlight=False)
-    if p.source is not None:
-        items = "unknown number of" if p.source_items is None else f"{p.source_items:,}"
-        console.print(f"  ingest: {items} items from {p.source}", highlight=False)
-    if p.sample is not None:
-        console.print(f"  sample: {p.sample:,} images (seed {p.seed})", highlight=False)
-    out = RichTable("step", "pending rows", "models to load", box=None, header_style="dim")
-    for s in p.steps:
-        pending = "after earlier steps" if s.pending is None else f"{s.pending:,}"
-        models = [m + (f" [yellow]({s.missing[m]})[/]" if m in s.missing else "") for m in s.models]
-        out.add_row(s.name, pending, ", ".join(models) or "-")
-    console.print(out)
-    missing = [m for s in p.steps for m in s.missing]
-    if missing:
-        console.print(
-            f"{len(missing)} model(s) are not here yet: a run downloads those on the model hub (it needs "
-            "network); offline, use --preset offline or local folders",
-            highlight=False,
-        )
-
-
-def print_summary(report: PipelineReport) -> None:
-    """Rows in, kept, bins, Q/A, time per step."""
-    console.print(f"\n[bold]run done[/] in {report.seconds:.1f}s", highlight=False)
-    for part in run_summary_parts(report.summary):
-        console.print(f"  {part}", highlight=False)
+    elif kind in ("step", "ingest"):
+        render(payload)  # a StepReport with its summary, or an IngestReport

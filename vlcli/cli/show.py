@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from vlcli.cli.common import Quiet, RichProgress, console, handles_errors
-from vlcli.cli.status import human_bytes
+from vlcli.cli.common import Quiet, RichProgress, handles_errors
+from vlcli.cli.render import render
 from vlcli.review import DEFAULT_LIMIT, DEFAULT_THUMB_SIZE, write_review
-from vlcli.review_cards import ReviewReport
 from vlcli.storage import Table
 
 
@@ -63,18 +61,3 @@ def command(
         progress=RichProgress(enabled=False if quiet else None),
     )
     render(report)
-
-
-def render(report: ReviewReport) -> None:
-    """Print what the page holds, then its path on a line of its own."""
-    of = f"of {report.selected:,} selected rows" if report.where else f"of {report.rows:,} rows"
-    context = f" (+{report.context:,} kept twins)" if report.context else ""
-    console.print(
-        f"review page: [bold]{report.cards:,}[/] cards {of}{context}, {human_bytes(report.bytes_written)}, "
-        f"in {report.seconds:.1f}s",
-        highlight=False,
-    )
-    if report.thumbnail_errors:
-        reasons = ", ".join(f"{r} ({n:,})" for r, n in report.thumbnail_errors.most_common(5))
-        console.print(f"[yellow]no thumbnail:[/] {escape(reasons)}", highlight=False, soft_wrap=True)
-    console.print(report.path, markup=False, highlight=False, soft_wrap=True)

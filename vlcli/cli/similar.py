@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from vlcli.cli.common import console, handles_errors
+from vlcli.cli.common import handles_errors
+from vlcli.cli.render import console
 from vlcli.similar import build_index, similar
 from vlcli.storage import Table
 

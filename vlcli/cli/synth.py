@@ -15,9 +15,9 @@ from vlcli.cli.common import (
     StepFlags,
     choice,
     handles_errors,
-    print_report,
     step_flags,
 )
+from vlcli.cli.render import render
 from vlcli.replies import MODES
 from vlcli.steps.synth import DEFAULT_MODEL, SPEC, SynthSettings, run_synth
 from vlcli.storage import Table
@@ -132,4 +132,4 @@ def command(
     )
     opts = flags.options(SPEC.default_batch(settings))
     report = run_synth(Table.open(table), settings, opts, flags.progress())
-    print_report(report)
+    render(report)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from vlcli.cli.app import app
-from vlcli.cli.common import console, err_console
+from vlcli.cli.render import console, err_console
 from vlcli.errors import UsageError
 
 TUTORIAL = Path(__file__).resolve().parents[2] / "docs" / "tutorial.md"

@@ -12,13 +12,12 @@ from vlcli.cli.common import (
     BaseUrl,
     ImageSize,
     StepFlags,
-    console,
     handles_errors,
-    print_report,
     step_flags,
 )
+from vlcli.cli.render import render
 from vlcli.model_checks import CheckSettings
-from vlcli.steps.validate import SPEC, ValidateReport, run_validate
+from vlcli.steps.validate import SPEC, run_validate
 from vlcli.storage import Table
 from vlcli.validation import ValidationRules
 
@@ -126,31 +125,5 @@ def command(
         trust_remote_code=flags.trust_remote_code,
     )
     opts = flags.options(SPEC.batch_size)
-    step_report, report = run_validate(Table.open(table), rules, checks, opts, flags.progress())
-    print_report(step_report)
-    print_validate_report(report)
-
-
-def print_validate_report(report: ValidateReport) -> None:
-    """Items, valid items, failures by reason, and what was not validated."""
-    checks = f" (model checks: {', '.join(report.checks)})" if report.checks else ""
-    console.print(
-        f"[bold]validate[/]: {report.valid:,} of {report.items:,} items valid, in {report.rows:,} rows "
-        f"({report.rows_with_valid:,} with at least one valid item){checks}",
-        highlight=False,
-    )
-    for reason, count in report.reasons.most_common():
-        console.print(f"  {reason:<26} {count:,}", highlight=False)
-    if report.not_validated:
-        console.print(
-            f"  {report.not_validated:,} rows with Q/A not validated yet (pending or failed model checks)",
-            highlight=False,
-        )
-    if report.without_qa:
-        console.print(f"  {report.without_qa:,} rows without Q/A", style="dim", highlight=False)
-    if report.ungrounded_skipped:
-        console.print(
-            f"[yellow]note:[/] {report.ungrounded_skipped:,} items have no OCR text, objects or caption for "
-            "their image: the image-grounding check was skipped for them (run `vl bin` first)",
-            highlight=False,
-        )
+    step_report, _ = run_validate(Table.open(table), rules, checks, opts, flags.progress())
+    render(step_report)  # and its ValidateReport
