@@ -12,17 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vlcli import config
 from vlcli.config import Settings
 from vlcli.errors import UsageError
+from vlcli.hub import ModelRef
+from vlcli.steps import BUILT_IN, spec
 
 PRESETS = ("default", "fast", "offline")
 FAST_LLM = "Qwen/Qwen2.5-0.5B-Instruct"
-# Which models each preset uses, for --preset's help and `vl config init` (a test checks the names).
-HELP = (
-    "default: facebook/dinov2-base, yolo11s.pt, BLIP base, CLIP ViT-B-32, Qwen/Qwen2.5-7B-Instruct on an "
-    f"OpenAI-compatible server. fast (CPU): facebook/dinov2-small, yolo11n.pt, {FAST_LLM} in-process. "
-    "offline (no hub): tiny random stand-ins and a stub LLM (outputs not meaningful). All: nudenet, rapidocr."
-)
 
 
 def models_dir() -> Path:
@@ -63,3 +60,36 @@ def offline(folder: Path) -> Settings:
         },
         "synth": {"backend": "stub", "model": "stub"},
     }
+
+
+def models(name: str) -> dict[str, list[ModelRef]]:
+    """The models each step loads under preset `name` (default or fast), as the steps' specs say."""
+    layer = preset(name)
+    out: dict[str, list[ModelRef]] = {}
+    for step in BUILT_IN:
+        objects = config.step_objects(step, layer.get(step, {}))
+        step_spec = spec(step)
+        out[step] = step_spec.models(*(objects[cls] for cls in step_spec.settings))
+    return out
+
+
+def _model(refs: dict[str, list[ModelRef]], setting: str) -> str:
+    """The name of the model the setting `section.key` chose."""
+    step = setting.partition(".")[0]
+    return next(ref.name for ref in refs[step] if ref.setting == setting)
+
+
+def _help() -> str:
+    """--preset's help: the models of each preset, read from the steps' specs (a test checks the names)."""
+    default, fast = models("default"), models("fast")
+    return (
+        f"default: {_model(default, 'crop.model')}, {_model(default, 'bin.detector')}, BLIP base, "
+        f"CLIP {_model(default, 'bin.clip')}, {_model(default, 'synth.model')} on an OpenAI-compatible "
+        "server. fast (CPU): "
+        f"{_model(fast, 'crop.model')}, {_model(fast, 'bin.detector')}, {_model(fast, 'synth.model')} "
+        "in-process. offline (no hub): tiny random stand-ins and a stub LLM (outputs not meaningful). "
+        "All: nudenet, rapidocr."
+    )
+
+
+HELP = _help()
