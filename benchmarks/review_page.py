@@ -24,9 +24,9 @@ from typing import Any
 import pyarrow as pa
 
 from vlcli.ingest import ingest
-from vlcli.qa import SYNTH_QA, VALID_COUNT, VALIDATE_RESULTS
 from vlcli.review import write_review
 from vlcli.samples import write_samples
+from vlcli.schema import SYNTH_QA, VALID_COUNT, VALIDATE_RESULTS
 from vlcli.storage import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

@@ -48,9 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import jpeg_bytes, table_rows
 
 from vlcli.replies import reply_schema
-from vlcli.schema import ingest_schema, status_column
+from vlcli.schema import CAPTION, OBJECTS, OCR_TEXT, ingest_schema, status_column
 from vlcli.steps.base import RunOptions
-from vlcli.steps.bin import CAPTION, OBJECTS, OCR_TEXT
 from vlcli.steps.synth import SynthSettings, SynthStep, default_batch_size, run_synth
 from vlcli.storage import Table
 

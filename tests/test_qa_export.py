@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 from vlcli.cli import export as export_cli
 from vlcli.errors import ExportError, UsageError
 from vlcli.export import MARKER, export
-from vlcli.qa import SYNTH_QA, VALIDATE_RESULTS, QAItem
+from vlcli.qa import QAItem
 from vlcli.qa_records import (
     ImageRow,
     QAOptions,
@@ -32,7 +32,7 @@ from vlcli.qa_records import (
     selected_items,
     sharegpt_samples,
 )
-from vlcli.steps.bin import BIN, CAPTION, OBJECTS, OCR_TEXT
+from vlcli.schema import BIN, CAPTION, OBJECTS, OCR_TEXT, SYNTH_QA, VALIDATE_RESULTS
 from vlcli.storage import Table
 
 BOX = pa.list_(pa.int32(), 4)

@@ -21,6 +21,7 @@ from vlcli.cli.app import app
 from vlcli.errors import StepInterrupted
 from vlcli.pipeline import resolve, run_pipeline
 from vlcli.samples import write_samples
+from vlcli.schema import BY_NAME, EMBEDDING, embedding_column
 from vlcli.steps.crop import CropStep
 from vlcli.storage import Table
 
@@ -116,6 +117,19 @@ def test_interrupted_run_resumes_to_the_same_table(
     crop = next(r for r in report.steps if r.step == "crop")
     assert crop.processed == total - done
     assert columns(broken) == columns(whole)
+
+
+def test_the_table_schema_is_the_declared_one(tmp_path: Path, samples: Path) -> None:
+    table = tmp_path / "t.lance"
+    run_pipeline(table, settings(synth={"describe": True}), samples)
+    stored = Table.open(table).schema
+    assert set(stored.names) == set(BY_NAME)  # every declared column, and nothing undeclared
+    for field in stored:
+        declared = BY_NAME[field.name]
+        if field.name == EMBEDDING.name:  # as long as the crop model's embedding
+            declared = embedding_column(field.type.list_size)
+        # storage adds its own keys (id is the primary key, image bytes stay uncompressed)
+        assert field.type == declared.type and field.metadata[b"doc"] == declared.doc.encode(), field.name
 
 
 def test_changed_settings_redo_only_that_step(tmp_path: Path, samples: Path) -> None:

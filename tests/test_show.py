@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from vlcli.cli.app import app
 from vlcli.errors import QueryError, UsageError
-from vlcli.qa import SYNTH_QA, VALID_COUNT, VALIDATE_RESULTS
 from vlcli.review import card_columns, summarize, thumbnail, write_review
+from vlcli.schema import SYNTH_QA, VALID_COUNT, VALIDATE_RESULTS
 from vlcli.storage import Table
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,9 +21,8 @@ from vlcli.backends.textgen import GenerationRequest, GenerationResult, message_
 from vlcli.cli.app import app
 from vlcli.errors import UsageError
 from vlcli.prompts import PLACEHOLDERS
-from vlcli.schema import status_column
+from vlcli.schema import BIN, BIN_SELECTED, CAPTION, OBJECTS, OCR_TEXT, status_column
 from vlcli.steps.base import RunOptions
-from vlcli.steps.bin import BIN, BIN_SELECTED, CAPTION, OBJECTS, OCR_TEXT
 from vlcli.steps.synth import SynthSettings, run_synth
 from vlcli.storage import Table
 

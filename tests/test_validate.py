@@ -16,11 +16,10 @@ from vlcli.backends import register
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, message_images, message_text
 from vlcli.cli.app import app
 from vlcli.model_checks import CheckSettings
-from vlcli.qa import LETTERS, SYNTH_QA, QAItem
-from vlcli.schema import status_column
+from vlcli.qa import LETTERS, QAItem
+from vlcli.schema import CAPTION, OBJECTS, OCR_TEXT, SYNTH_QA, status_column
 from vlcli.status import table_status
 from vlcli.steps.base import RunOptions
-from vlcli.steps.bin import CAPTION, OBJECTS, OCR_TEXT
 from vlcli.steps.validate import run_validate
 from vlcli.storage import Table
 from vlcli.validation import ImageContext, ValidationRules, check_item

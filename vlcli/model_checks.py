@@ -13,21 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, TextGenerator, image_part, text_part
 from vlcli.errors import UsageError
 from vlcli.qa import LETTERS, QAItem
 from vlcli.text import one_line
 from vlcli.validation import answer_letter
 
-VISUAL_TYPE = pa.struct(
-    [
-        pa.field("rotations", pa.int32()),
-        pa.field("correct_with_image", pa.int32()),
-        pa.field("correct_without_image", pa.int32()),
-    ]
-)
 HTTP_OPTIONS = ("base_url", "api_key_env", "concurrency")
 BACKEND_OPTIONS = {  # which settings each built-in backend takes (plugins get the model and backend_options)
     "openai": HTTP_OPTIONS,

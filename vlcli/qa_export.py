@@ -18,7 +18,6 @@ from vlcli import export_files as ex
 from vlcli.errors import ExportError, UsageError
 from vlcli.images import file_extension
 from vlcli.predicate import Predicate, conjoin, parse_where
-from vlcli.qa import SYNTH_DESCRIPTION, SYNTH_QA, VALIDATE_RESULTS
 from vlcli.qa_records import (
     ImageRow,
     QAOptions,
@@ -28,7 +27,7 @@ from vlcli.qa_records import (
     selected_items,
     sharegpt_samples,
 )
-from vlcli.schema import DATASET, ID, IMAGE, SOURCE
+from vlcli.schema import DATASET, ID, IMAGE, SOURCE, SYNTH_DESCRIPTION, SYNTH_QA, VALIDATE_RESULTS
 from vlcli.steps.base import Progress
 from vlcli.storage import Table
 from vlcli.views import CROP_BOX, View, ViewOptions, boxes, column, map_rows

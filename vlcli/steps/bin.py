@@ -14,35 +14,26 @@ from vlcli.binning import BINS, BinRules, Features, assign
 from vlcli.errors import UsageError
 from vlcli.features import dispersion, num_classes, text_area_ratio
 from vlcli.images import check_pixels, clamp_box, decode_view, short_side_size
-from vlcli.schema import Column
+from vlcli.schema import (
+    BIN,
+    BIN_SELECTED,
+    CAPTION,
+    CLIP_SCORE,
+    DISPERSION,
+    NUM_CLASSES,
+    NUM_OBJECTS,
+    NUM_TEXT_BOXES,
+    OBJECTS,
+    OCR_BOXES,
+    OCR_TEXT,
+    TEXT_AREA,
+)
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary, run_step
 from vlcli.steps.filter import KEPT
 from vlcli.storage import Table
 
 if TYPE_CHECKING:
     from vlcli.hub import ModelRef
-
-_BOX = pa.list_(pa.int32(), 4)
-OCR_BOXES = Column(
-    "ocr_boxes",
-    pa.list_(pa.struct([("box", _BOX), ("text", pa.string()), ("score", pa.float32())])),
-    "text lines: box (left, top, right, bottom in the view's original pixels), text, confidence",
-)
-OCR_TEXT = Column("ocr_text", pa.string(), "the text lines joined with newlines, top to bottom")
-NUM_TEXT_BOXES = Column("num_text_boxes", pa.int32(), "how many text lines OCR found")
-TEXT_AREA = Column("text_area_ratio", pa.float32(), "area of the union of the text boxes / image area")
-OBJECTS = Column(
-    "objects",
-    pa.list_(pa.struct([("box", _BOX), ("label", pa.string()), ("score", pa.float32())])),
-    "detections: box (in the view's original pixels), class name, confidence",
-)
-NUM_OBJECTS = Column("num_objects", pa.int32(), "how many objects were detected")
-NUM_CLASSES = Column("num_classes", pa.int32(), "how many distinct classes were detected")
-DISPERSION = Column("dispersion", pa.float32(), "area of the bounding box of the object centres / image area")
-CAPTION = Column("caption", pa.string(), "a caption of the view")
-CLIP_SCORE = Column("clip_score", pa.float32(), "cosine similarity of the caption and the view (CLIP)")
-BIN = Column("bin", pa.string(), "A (text), B (objects), C (commonsense), or NULL when unassigned")
-BIN_SELECTED = Column("bin_selected", pa.bool_(), "inside its bin's quota")
 
 FeatureSet = Literal["full", "caption-only"]
 FEATURES: tuple[FeatureSet, ...] = ("full", "caption-only")

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 from PIL import Image
 
 from vlcli.backends import create
@@ -16,7 +15,7 @@ from vlcli.backends.dinov2 import DEFAULT_MODEL, embedding_dim
 from vlcli.crops import Box, CropGrid, grid_boxes, resized_size, to_original
 from vlcli.errors import UsageError
 from vlcli.images import check_pixels, decode
-from vlcli.schema import Column
+from vlcli.schema import CROP_BOX, CROP_SCORE, embedding_column
 from vlcli.steps.base import RowSkipped, Step, StepSpec
 from vlcli.steps.filter import KEPT
 
@@ -24,22 +23,6 @@ if TYPE_CHECKING:
     from vlcli.hub import ModelRef
 
 MAX_BUFFERS = 4  # distinct crop sizes whose stacking buffers are kept between batches
-
-CROP_BOX = Column(
-    "crop_box", pa.list_(pa.int32(), 4), "chosen crop: left, top, right, bottom in original pixels"
-)
-CROP_SCORE = Column(
-    "crop_score", pa.float32(), "cosine similarity of the chosen crop's embedding to the full image's"
-)
-
-
-def embedding_column(dim: int) -> Column:
-    """The full image's embedding, `dim` float32 values."""
-    return Column(
-        "embedding",
-        pa.list_(pa.float32(), dim),
-        "the full image's embedding (crop model, CLS token), L2-normalized",
-    )
 
 
 @dataclass(frozen=True)

@@ -15,22 +15,12 @@ from vlcli.dedup import dedup
 from vlcli.errors import UsageError
 from vlcli.images import decode, decode_budget, shrink
 from vlcli.phash import DRAFT_MIN_SIDE, phash, to_int64
-from vlcli.schema import Column
+from vlcli.schema import DUP_OF, FILTER_KEEP, FILTER_REASON, NSFW_SCORE, PHASH
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary, run_step
 from vlcli.storage import Table
 
 if TYPE_CHECKING:
     from vlcli.hub import ModelRef
-
-PHASH = Column(
-    "phash", pa.int64(), "64-bit perceptual hash of the original image (imagehash bit order, as int64)"
-)
-NSFW_SCORE = Column("nsfw_score", pa.float32(), "P(nsfw) from the NSFW backend, 0-1")
-DUP_OF = Column("dup_of", pa.string(), "id of the kept near-duplicate twin; NULL for kept or unique rows")
-FILTER_KEEP = Column("filter_keep", pa.bool_(), "whether the row passes every filter")
-FILTER_REASON = Column(
-    "filter_reason", pa.string(), "why a row is rejected: too_small, too_large, bad_aspect, ..."
-)
 
 # What a step after the filter adds to its pending rows once `vl filter` has run: no model time on
 # rejected rows.

@@ -19,8 +19,8 @@ from vlcli.backends.textgen import GenerationRequest, GenerationResult, Message,
 from vlcli.errors import UsageError
 from vlcli.images import view_jpeg
 from vlcli.prompts import Facts, Template
-from vlcli.qa import SYNTH_DESCRIPTION, SYNTH_MODEL, SYNTH_QA, SYNTH_RAW
 from vlcli.replies import MODES, Mode, ReplyError, parse_items, reply_schema
+from vlcli.schema import SYNTH_DESCRIPTION, SYNTH_MODEL, SYNTH_QA, SYNTH_RAW
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, run_step
 from vlcli.steps.filter import KEPT
 from vlcli.storage import Table

@@ -16,7 +16,6 @@ from vlcli.backends import create
 from vlcli.errors import UsageError
 from vlcli.images import ImageProblem, view_jpeg
 from vlcli.model_checks import (
-    VISUAL_TYPE,
     CheckSettings,
     RowInput,
     context_text,
@@ -24,8 +23,16 @@ from vlcli.model_checks import (
     run_checks,
     visual_verdict,
 )
-from vlcli.qa import SYNTH_QA, VALID_COUNT, VALIDATE_RESULTS, QAItem
-from vlcli.schema import Column, status_column
+from vlcli.qa import QAItem
+from vlcli.schema import (
+    SYNTH_QA,
+    VALID_COUNT,
+    VALIDATE_JUDGE,
+    VALIDATE_QA_DIGEST,
+    VALIDATE_RESULTS,
+    VALIDATE_STATUS,
+    VALIDATE_VISUAL,
+)
 from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, StepSpec, Summary, run_step
 from vlcli.steps.filter import KEPT
 from vlcli.storage import Table
@@ -34,18 +41,6 @@ from vlcli.validation import ImageContext, ValidationRules, check_item, duplicat
 if TYPE_CHECKING:
     from vlcli.hub import ModelRef
 
-VALIDATE_JUDGE = Column(
-    "validate_judge", pa.list_(pa.int32()), "judge score 1-5 per item of synth_qa (--judge); NULL: no score"
-)
-VALIDATE_VISUAL = Column(
-    "validate_visual",
-    pa.list_(VISUAL_TYPE),
-    "per MCQ item: option orders asked, right answers with and without the image (--visual-dependency)",
-)
-VALIDATE_QA_DIGEST = Column(
-    "validate_qa_digest", pa.string(), "digest of the synth_qa the model checks saw (a new one redoes them)"
-)
-STATUS = status_column("validate")
 NO_QA = "no Q/A"
 _FEATURES = ("ocr_text", "objects", "caption")
 
@@ -329,7 +324,7 @@ def _write(
 def invalidate_stale(table: Table, checks: CheckSettings) -> int:
     """Set validate_status back to NULL where it no longer matches the Q/A (synth reran) or lacks a model
     check that is on now, so the runner redoes those rows; returns how many."""
-    table.ensure_columns(c.field() for c in (VALIDATE_JUDGE, VALIDATE_VISUAL, VALIDATE_QA_DIGEST, STATUS))
+    table.ensure_columns(c.field() for c in (VALIDATE_JUDGE, VALIDATE_VISUAL, VALIDATE_QA_DIGEST, VALIDATE_STATUS))
     names = ["id", "synth_status", SYNTH_QA.name, "validate_status", VALIDATE_QA_DIGEST.name]
     names += [VALIDATE_JUDGE.name, VALIDATE_VISUAL.name]
     stale: list[str] = []
