@@ -26,37 +26,36 @@ import pyarrow as pa
 from vlcli.ingest import ingest
 from vlcli.review import write_review
 from vlcli.samples import write_samples
-from vlcli.schema import SYNTH_QA, VALID_COUNT, VALIDATE_RESULTS
+from vlcli.schema import ID, schema_of
 from vlcli.storage import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from chromium import Chromium, find_chromium
 
 READABLE = "ingest_status = 'ok'"
-_BOX = pa.list_(pa.int32(), 4)
-FIELDS = [
-    pa.field("filter_keep", pa.bool_()),
-    pa.field("filter_reason", pa.string()),
-    pa.field("dup_of", pa.string()),
-    pa.field("filter_status", pa.string()),
-    pa.field("crop_box", _BOX),
-    pa.field("crop_score", pa.float32()),
-    pa.field("crop_status", pa.string()),
-    pa.field("ocr_text", pa.string()),
-    pa.field(
-        "objects", pa.list_(pa.struct([("box", _BOX), ("label", pa.string()), ("score", pa.float32())]))
-    ),
-    pa.field("caption", pa.string()),
-    pa.field("clip_score", pa.float32()),
-    pa.field("bin", pa.string()),
-    pa.field("bin_selected", pa.bool_()),
-    pa.field("bin_status", pa.string()),
-    SYNTH_QA.field(),
-    pa.field("synth_status", pa.string()),
-    VALIDATE_RESULTS.field(),
-    VALID_COUNT.field(),
-    pa.field("validate_status", pa.string()),
-]
+FIELDS = list(
+    schema_of(
+        "filter_keep",
+        "filter_reason",
+        "dup_of",
+        "filter_status",
+        "crop_box",
+        "crop_score",
+        "crop_status",
+        "ocr_text",
+        "objects",
+        "caption",
+        "clip_score",
+        "bin",
+        "bin_selected",
+        "bin_status",
+        "synth_qa",
+        "synth_status",
+        "validate_results",
+        "valid_count",
+        "validate_status",
+    )
+)
 
 
 def fill(table: Table) -> None:
@@ -105,7 +104,7 @@ def fill(table: Table) -> None:
                 "validate_status": "ok",
             }
         )
-    table.write_back(pa.Table.from_pylist(values, schema=pa.schema([pa.field("id", pa.string()), *FIELDS])))
+    table.write_back(pa.Table.from_pylist(values, schema=pa.schema([ID.field(), *FIELDS])))
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import jpeg_bytes, table_rows
 
 from vlcli.replies import reply_schema
-from vlcli.schema import CAPTION, OBJECTS, OCR_TEXT, ingest_schema, status_column
+from vlcli.schema import CAPTION, ID, OBJECTS, OCR_TEXT, ingest_schema, status_column
 from vlcli.steps.base import RunOptions
 from vlcli.steps.synth import SynthSettings, SynthStep, default_batch_size, run_synth
 from vlcli.storage import Table
@@ -101,7 +101,7 @@ def make_table(folder: str, n: int) -> Table:
         "caption": [f"a table with cups and a receipt number {i}" for i in range(n)],
         "bin_status": ["ok"] * n,
     }
-    schema = pa.schema([pa.field("id", pa.string()), *(c.field() for c in cols)])
+    schema = pa.schema([ID.field(), *(c.field() for c in cols)])
     table.write_back(pa.Table.from_pydict(data, schema=schema))
     return table
 

@@ -50,8 +50,9 @@ def table_rows(images: list[bytes], dataset: str = "test") -> pa.Table:
             "format": [i.format for i in infos],
             "file_size": [len(b) for b in images],
             "ingest_status": ["ok"] * len(images),
-            "ingest_warnings": pa.nulls(len(images), pa.string()),
-        }
+            "ingest_warnings": [None] * len(images),
+        },
+        schema=ingest_schema(),
     )
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from vlcli.binning import BinRules
 from vlcli.cli.app import app
 from vlcli.samples import draw_page, draw_scene
-from vlcli.schema import ingest_schema
+from vlcli.schema import FILTER_KEEP, ingest_schema
 from vlcli.steps.base import RunOptions
 from vlcli.steps.bin import BinSettings, explain, run_bin
 from vlcli.storage import Table
@@ -97,7 +97,7 @@ def test_caption_only_and_bad_images(tmp_path: Path, settings: BinSettings) -> N
 
 def test_rows_the_filter_rejected_are_skipped(tmp_path: Path, settings: BinSettings) -> None:
     table, ids = build(tmp_path, images())
-    table.ensure_columns([pa.field("filter_keep", pa.bool_())])
+    table.ensure_columns([FILTER_KEEP.field()])
     table.write_back(pa.table({"id": ids, "filter_keep": [False, True, True, True]}))
     step, report = run_bin(table, settings, options=RunOptions(batch_size=2))
     assert step.done == 3 and report.candidates == 3

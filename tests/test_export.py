@@ -22,7 +22,7 @@ from typer.testing import CliRunner, Result
 from vlcli.cli import export as export_cli
 from vlcli.errors import ExportError, QueryError, UsageError
 from vlcli.export import MARKER, export
-from vlcli.schema import ingest_schema
+from vlcli.schema import CROP_BOX, ingest_schema
 from vlcli.storage import Table
 from vlcli.views import ViewOptions
 
@@ -246,7 +246,7 @@ def test_cli_errors(table: Table, tmp_path: Path, args: list[str], code: int, me
 
 # --- crop views and image files ----------------------------------------------------------------
 
-BOX_TYPE = pa.list_(pa.int32(), 4)
+BOX_TYPE = CROP_BOX.type
 
 
 def smooth(seed: int, size: tuple[int, int]) -> Image.Image:
@@ -300,7 +300,7 @@ def crops(tmp_path: Path) -> CropCase:
     ids = rows.column("id").to_pylist()
     boxes = {ids[0]: (10, 5, 70, 65), ids[1]: (0, 0, 120, 80), ids[4]: (50, 10, 110, 70)}
     boxes |= {ids[5]: (30, 20, 90, 80), ids[6]: (10, 30, 70, 110), "f" * 32: (0, 0, 40, 40)}
-    table.ensure_columns([pa.field("crop_box", BOX_TYPE)])
+    table.ensure_columns([CROP_BOX.field()])
     table.write_back(pa.table({"id": list(boxes), "crop_box": pa.array(list(boxes.values()), BOX_TYPE)}))
     return CropCase(table, dict(zip(ids, images)), boxes, "f" * 32, ids[6])
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from vlcli.cli.app import app
 from vlcli.errors import UsageError
 from vlcli.samples import draw_scene
-from vlcli.schema import ingest_schema
+from vlcli.schema import embedding_column, ingest_schema
 from vlcli.steps.base import RunOptions
 from vlcli.steps.filter import FilterRules, ScoreSettings, apply_rules, run_filter
 from vlcli.storage import Table
@@ -165,7 +165,7 @@ def test_semantic_duplicates_from_embeddings(tmp_path: Path) -> None:
     table, ids = build(tmp_path, images)
     vectors = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
     vectors[3] = vectors[1] * 2 + 0.001  # same direction: cosine ~1
-    table.ensure_columns([pa.field("embedding", pa.list_(pa.float32(), 8))])
+    table.ensure_columns([embedding_column(8).field()])
     table.write_back(
         pa.table({"id": ids, "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 8)})
     )

@@ -32,7 +32,17 @@ from vlcli.qa_records import (
     selected_items,
     sharegpt_samples,
 )
-from vlcli.schema import BIN, CAPTION, OBJECTS, OCR_TEXT, SYNTH_QA, VALIDATE_RESULTS
+from vlcli.schema import (
+    BIN,
+    CAPTION,
+    CROP_BOX,
+    FILTER_KEEP,
+    ID,
+    OBJECTS,
+    OCR_TEXT,
+    SYNTH_QA,
+    VALIDATE_RESULTS,
+)
 from vlcli.storage import Table
 
 BOX = pa.list_(pa.int32(), 4)
@@ -84,8 +94,8 @@ def qa_table(make_table: Callable[..., Table]) -> QATable:
     table = make_table(6)
     ids = sorted(table.to_arrow(["id"]).column("id").to_pylist())
     fields = [
-        pa.field("crop_box", BOX),
-        pa.field("filter_keep", pa.bool_()),
+        CROP_BOX.field(),
+        FILTER_KEEP.field(),
         BIN.field(),
         OCR_TEXT.field(),
         OBJECTS.field(),
@@ -106,7 +116,7 @@ def qa_table(make_table: Callable[..., Table]) -> QATable:
         "synth_qa": [[mcq(0), mcq(1)], [mcq(2), mcq(3)], [mcq(4)], None, [open_qa(5)], [mcq(6), mcq(7)]],
         "validate_results": [ok(True, True), ok(True, False), ok(True), None, None, ok(False, False)],
     }
-    data = pa.table({"id": ids, **rows}, schema=pa.schema([pa.field("id", pa.string()), *fields]))
+    data = pa.table({"id": ids, **rows}, schema=pa.schema([ID.field(), *fields]))
     table.write_back(data)
     return QATable(Table.open(table.path), ids)
 

@@ -10,6 +10,7 @@ import pytest
 from fake_steps import DigestStep, SkipOddStep
 
 from vlcli.errors import StepInterrupted, UsageError
+from vlcli.schema import FILTER_KEEP
 from vlcli.steps.base import RunOptions, Step, reason_key, run_step
 from vlcli.steps.filter import KEPT
 from vlcli.storage import Table
@@ -176,7 +177,7 @@ def test_steps_after_the_filter_skip_rejected_rows(make_table: Callable[..., Tab
 
     table = make_table(6)
     ids = sorted(_column(table, "id"))
-    table.ensure_columns([pa.field("filter_keep", pa.bool_())])
+    table.ensure_columns([FILTER_KEEP.field()])
     table.write_back(pa.table({"id": ids[:2], "filter_keep": [False, True]}))
     report = run_step(table, AfterFilter())
     assert report.done == 5 and _column(table, "after_status")[ids[0]] is None

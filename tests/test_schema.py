@@ -7,9 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
+from conftest import jpeg_bytes, table_rows
 
 from vlcli import schema
-from vlcli.schema import BY_NAME, COLUMNS, Column, embedding_column
+from vlcli.schema import BY_NAME, COLUMNS, Column, embedding_column, ingest_schema
 from vlcli.steps.bin import BinStep
 from vlcli.steps.crop import CropSettings, CropStep
 from vlcli.steps.filter import FilterStep
@@ -67,3 +68,15 @@ def test_schema_of_builds_rows_with_the_declared_types() -> None:
     )
     assert rows.schema.field("crop_box").type == pa.list_(pa.int32(), 4)
     assert isinstance(BY_NAME["crop_box"], Column)
+
+
+def test_rows_built_by_the_tests_have_the_table_types() -> None:
+    assert table_rows([jpeg_bytes(0)]).schema == ingest_schema()
+
+
+def test_tests_and_benchmarks_take_column_types_from_the_schema() -> None:
+    """A table column typed by hand in a test could drift from the table's: take it from vlcli.schema."""
+    hand_written = re.compile(r"""pa\.field\(\s*["'](\w+)["']""")
+    for path in [*(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        names = set(hand_written.findall(path.read_text())) & set(BY_NAME)
+        assert not names, f"{path.name} declares {sorted(names)} by hand"

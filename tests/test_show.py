@@ -21,38 +21,21 @@ from typer.testing import CliRunner
 from vlcli.cli.app import app
 from vlcli.errors import QueryError, UsageError
 from vlcli.review import card_columns, summarize, thumbnail, write_review
-from vlcli.schema import SYNTH_QA, VALID_COUNT, VALIDATE_RESULTS
+from vlcli.schema import ID, VALIDATE_STATUS, embedding_column, schema_of
 from vlcli.storage import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 XSS_CAPTION = "<script>window.pwned = 1; document.title = 'pwned'</script>a cat & a \"dog\""
 XSS_OCR = '<img src=x onerror="window.pwned = 2">\nline two'
 XSS_QUESTION = '"><svg onload="window.pwned = 3"></svg>Which colour?'
-_INT_BOX = pa.list_(pa.int32(), 4)
-_DETECTIONS = pa.list_(pa.struct([("box", _INT_BOX), ("label", pa.string()), ("score", pa.float32())]))
 STEP_FIELDS = [
-    pa.field("filter_keep", pa.bool_()),
-    pa.field("filter_reason", pa.string()),
-    pa.field("dup_of", pa.string()),
-    pa.field("nsfw_score", pa.float32()),
-    pa.field("filter_status", pa.string()),
-    pa.field("crop_box", _INT_BOX),
-    pa.field("crop_score", pa.float32()),
-    pa.field("embedding", pa.list_(pa.float32(), 8)),
-    pa.field("crop_status", pa.string()),
-    pa.field("ocr_text", pa.string()),
-    pa.field("objects", _DETECTIONS),
-    pa.field("num_objects", pa.int32()),
-    pa.field("caption", pa.string()),
-    pa.field("clip_score", pa.float32()),
-    pa.field("bin", pa.string()),
-    pa.field("bin_selected", pa.bool_()),
-    pa.field("bin_status", pa.string()),
-    SYNTH_QA.field(),
-    pa.field("synth_status", pa.string()),
-    VALIDATE_RESULTS.field(),
-    VALID_COUNT.field(),
-    pa.field("validate_status", pa.string()),
+    *schema_of(
+        "filter_keep", "filter_reason", "dup_of", "nsfw_score", "filter_status", "crop_box", "crop_score"
+    ),
+    embedding_column(8).field(),
+    *schema_of("crop_status", "ocr_text", "objects", "num_objects", "caption", "clip_score", "bin"),
+    *schema_of("bin_selected", "bin_status", "synth_qa", "synth_status", "validate_results", "valid_count"),
+    VALIDATE_STATUS.field(),
 ]
 
 
@@ -107,9 +90,7 @@ def add_steps(table: Table) -> Table:
     first = rows[0]["id"]
     table.ensure_columns(STEP_FIELDS)
     values = [step_values(i, r["id"], first, r["width"], r["height"]) for i, r in enumerate(rows)]
-    table.write_back(
-        pa.Table.from_pylist(values, schema=pa.schema([pa.field("id", pa.string()), *STEP_FIELDS]))
-    )
+    table.write_back(pa.Table.from_pylist(values, schema=pa.schema([ID.field(), *STEP_FIELDS])))
     return table
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from vlcli.cli.app import app
 from vlcli.errors import UsageError
+from vlcli.schema import embedding_column
 from vlcli.similar import build_index, resolve_id, similar
 from vlcli.storage import Table
 
@@ -19,8 +20,7 @@ def with_embeddings(table: Table, dim: int = 16, seed: int = 0) -> tuple[list[st
     ids = table.to_arrow(["id"]).column("id").to_pylist()
     vectors = np.random.default_rng(seed).normal(size=(len(ids), dim)).astype(np.float32)
     vectors[1] = vectors[0] + 0.01  # a planted near twin of row 0
-    field = pa.field("embedding", pa.list_(pa.float32(), dim))
-    table.ensure_columns([field])
+    table.ensure_columns([embedding_column(dim).field()])
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim)
     table.write_back(pa.table({"id": ids, "embedding": column}))
     return ids, vectors

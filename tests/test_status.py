@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from vlcli.cli import render as render_cli
 from vlcli.cli.app import app
-from vlcli.schema import status_column
+from vlcli.schema import ID, schema_of, status_column
 from vlcli.status import TableStatus, table_status
 from vlcli.storage import Table
 
@@ -110,17 +110,19 @@ def test_human_bytes() -> None:
 
 # --- one definition of pending: the runner's own predicate ---------------------------------------
 
-PIPELINE_FIELDS = [
-    pa.field("filter_keep", pa.bool_()),
-    pa.field("filter_reason", pa.string()),
-    pa.field("filter_status", pa.string()),
-    pa.field("crop_status", pa.string()),
-    pa.field("bin", pa.string()),
-    pa.field("bin_selected", pa.bool_()),
-    pa.field("bin_status", pa.string()),
-    pa.field("synth_status", pa.string()),
-    pa.field("validate_status", pa.string()),
-]
+PIPELINE_FIELDS = list(
+    schema_of(
+        "filter_keep",
+        "filter_reason",
+        "filter_status",
+        "crop_status",
+        "bin",
+        "bin_selected",
+        "bin_status",
+        "synth_status",
+        "validate_status",
+    )
+)
 # (filter_keep, crop, bin, bin_selected, synth, validate) per good row: every way a row can stand.
 PIPELINE_ROWS = [
     (True, "ok", "A", True, "ok", "ok"),
@@ -151,7 +153,7 @@ def pipeline_table(make_table: Callable[..., Table]) -> Table:
     values["filter_status"] = [None if keep is None else "ok" for keep in values["filter_keep"]]
     values["filter_reason"] = ["duplicate" if keep is False else None for keep in values["filter_keep"]]
     values["bin_status"] = [None if b is None else "ok" for b in values["bin"]]
-    schema = pa.schema([pa.field("id", pa.string()), *PIPELINE_FIELDS])
+    schema = pa.schema([ID.field(), *PIPELINE_FIELDS])
     table.write_back(pa.Table.from_pydict(values, schema=schema))
     return table
 

@@ -21,7 +21,18 @@ from vlcli.backends.textgen import GenerationRequest, GenerationResult, message_
 from vlcli.cli.app import app
 from vlcli.errors import UsageError
 from vlcli.prompts import PLACEHOLDERS
-from vlcli.schema import BIN, BIN_SELECTED, CAPTION, OBJECTS, OCR_TEXT, status_column
+from vlcli.schema import (
+    BIN,
+    BIN_SELECTED,
+    CAPTION,
+    CROP_BOX,
+    FILTER_KEEP,
+    ID,
+    OBJECTS,
+    OCR_TEXT,
+    schema_of,
+    status_column,
+)
 from vlcli.steps.base import RunOptions
 from vlcli.steps.synth import SynthSettings, run_synth
 from vlcli.storage import Table
@@ -121,7 +132,7 @@ def binned(table: Table, bins: list[str | None], selected: list[bool | None] | N
         "bin_selected": selected if selected is not None else [b is not None for b in bins],
         "bin_status": ["ok"] * n,
     }
-    schema = pa.schema([pa.field("id", pa.string()), *(c.field() for c in FEATURES)])
+    schema = pa.schema([ID.field(), *(c.field() for c in FEATURES)])
     table.write_back(pa.Table.from_pydict(rows, schema=schema))
     return ids
 
@@ -167,7 +178,7 @@ def test_without_bins_it_says_what_to_do(make_table: Callable[..., Table]) -> No
 def test_all_takes_every_kept_row(make_table: Callable[..., Table]) -> None:
     table = make_table(4)
     ids = sorted(table.to_arrow(["id"]).column("id").to_pylist())
-    table.ensure_columns([pa.field("filter_keep", pa.bool_())])
+    table.ensure_columns([FILTER_KEEP.field()])
     table.write_back(pa.table({"id": ids, "filter_keep": [True, True, False, None]}))
     report = run_synth(table, scripted(all_rows=True, send_image=True))
     assert report.done == 3
@@ -242,10 +253,8 @@ def test_every_placeholder_is_documented() -> None:
 def test_describe_sends_the_crop_as_a_bounded_jpeg(make_table: Callable[..., Table]) -> None:
     table = make_table(2, size=(400, 300))
     ids = binned(table, ["B", "C"])
-    table.ensure_columns([pa.field("crop_box", pa.list_(pa.int32(), 4))])
-    table.write_back(
-        pa.table({"id": ids, "crop_box": pa.array([[100, 0, 400, 200], None], pa.list_(pa.int32(), 4))})
-    )
+    table.ensure_columns([CROP_BOX.field()])
+    table.write_back(pa.table({"id": ids, "crop_box": pa.array([[100, 0, 400, 200], None], CROP_BOX.type)}))
     run_synth(table, scripted(describe=True, image_size=150))
     gen = last()
     describe_call, ask_call = gen.calls
@@ -402,7 +411,7 @@ def numbered(table: Table, bins: list[str]) -> list[str]:
     """Bin features whose text names the row ("ROW 3"), so a stub can answer each row its own way."""
     ids = binned(table, bins)
     texts = [f"ROW {i}" for i in range(len(ids))]
-    schema = pa.schema([pa.field("id", pa.string()), OCR_TEXT.field()])
+    schema = schema_of("id", "ocr_text")
     table.write_back(pa.Table.from_pydict({"id": ids, "ocr_text": texts}, schema=schema))
     return ids
 

@@ -17,7 +17,7 @@ from vlcli.backends.textgen import GenerationRequest, GenerationResult, message_
 from vlcli.cli.app import app
 from vlcli.model_checks import CheckSettings
 from vlcli.qa import LETTERS, QAItem
-from vlcli.schema import CAPTION, OBJECTS, OCR_TEXT, SYNTH_QA, status_column
+from vlcli.schema import CAPTION, FILTER_KEEP, OBJECTS, OCR_TEXT, SYNTH_QA, status_column
 from vlcli.status import table_status
 from vlcli.steps.base import RunOptions
 from vlcli.steps.validate import run_validate
@@ -163,7 +163,7 @@ def test_synth_rerun_is_picked_up(qa_table: tuple[Table, list[str]]) -> None:
 
 def test_rows_the_filter_rejected_are_left_alone(qa_table: tuple[Table, list[str]]) -> None:
     table, ids = qa_table
-    table.ensure_columns([pa.field("filter_keep", pa.bool_())])
+    table.ensure_columns([FILTER_KEEP.field()])
     table.write_back(pa.table({"id": ids, "filter_keep": [n != 0 for n in range(len(ids))]}))
     step, report = run_validate(table)
     assert step.done == 5 and report.rows == 5 and report.not_validated == 0

@@ -23,7 +23,7 @@ import vlcli.ingest as ingest_module
 from vlcli.cli.app import app
 from vlcli.images import content_id
 from vlcli.ingest import IngestOptions, ingest, ingest_source
-from vlcli.schema import ingest_schema
+from vlcli.schema import FILTER_STATUS, ingest_schema
 from vlcli.sources import FolderSource, Record
 from vlcli.storage import Table
 
@@ -105,7 +105,7 @@ def _duplicated_table(path: Path) -> Table:
     table = Table.create(path, ingest_schema())
     rows = table_rows([jpeg_bytes(i) for i in range(4)])
     table.append(rows)
-    table.ensure_columns([pa.field("filter_status", pa.string())])
+    table.ensure_columns([FILTER_STATUS.field()])
     table.append(rows.slice(0, 2).append_column("filter_status", pa.array(["ok", "ok"])))
     return table
 
