@@ -11,6 +11,7 @@ from conftest import jpeg_bytes, table_rows
 
 from vlcli import schema
 from vlcli.schema import BY_NAME, COLUMNS, Column, embedding_column, ingest_schema
+from vlcli.steps import BUILT_IN, step_class
 from vlcli.steps.bin import BinStep
 from vlcli.steps.crop import CropSettings, CropStep
 from vlcli.steps.filter import FilterStep
@@ -80,3 +81,10 @@ def test_tests_and_benchmarks_take_column_types_from_the_schema() -> None:
     for path in [*(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
         names = set(hand_written.findall(path.read_text())) & set(BY_NAME)
         assert not names, f"{path.name} declares {sorted(names)} by hand"
+
+
+def test_every_column_a_step_reads_is_declared() -> None:
+    for name in BUILT_IN:
+        cls = step_class(name)
+        read = {*cls.reads, *cls.optional_reads, *(column for column, _ in cls.prerequisites)}
+        assert read <= set(BY_NAME), (name, sorted(read - set(BY_NAME)))

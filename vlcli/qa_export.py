@@ -27,16 +27,27 @@ from vlcli.qa_records import (
     selected_items,
     sharegpt_samples,
 )
-from vlcli.schema import DATASET, ID, IMAGE, SOURCE, SYNTH_DESCRIPTION, SYNTH_QA, VALIDATE_RESULTS
+from vlcli.schema import (
+    BIN,
+    CAPTION,
+    DATASET,
+    FILTER_KEEP,
+    ID,
+    IMAGE,
+    OBJECTS,
+    OCR_TEXT,
+    SOURCE,
+    SYNTH_DESCRIPTION,
+    SYNTH_QA,
+    VALIDATE_RESULTS,
+)
 from vlcli.steps.base import Progress
 from vlcli.storage import Table
 from vlcli.views import CROP_BOX, View, ViewOptions, boxes, column, map_rows
 
 QAFormat = Literal["jsonl", "llava", "sharegpt"]
-FILTER_KEEP = "filter_keep"
-BIN = "bin"
 # Row columns a DCVLR record carries (those the table has).
-RECORD_COLUMNS = (SOURCE.name, DATASET.name, BIN, "ocr_text", "objects", "caption", SYNTH_DESCRIPTION.name)
+RECORD_COLUMNS = tuple(c.name for c in (SOURCE, DATASET, BIN, OCR_TEXT, OBJECTS, CAPTION, SYNTH_DESCRIPTION))
 # The per-Q/A `--hf` rows: these columns, then the image, then any --columns.
 QA_ROW_FIELDS = (
     pa.field("id", pa.string()),
@@ -46,7 +57,7 @@ QA_ROW_FIELDS = (
     pa.field("options", pa.list_(pa.string())),
     pa.field("answer", pa.string()),
     pa.field("reasoning", pa.string()),
-    pa.field(BIN, pa.string()),
+    pa.field(BIN.name, BIN.type),  # no doc metadata in exported files, as before
 )
 QA_ROW_NAMES = [f.name for f in QA_ROW_FIELDS]
 
@@ -72,8 +83,8 @@ def qa_predicate(
     parts: list[str | Predicate] = [] if all_rows else [ex.DEFAULT_WHERE]
     if condition is not None:
         parts.append(condition)
-    elif FILTER_KEEP in schema.names:
-        parts.append(f"{FILTER_KEEP} IS NULL OR {FILTER_KEEP} = true")
+    elif FILTER_KEEP.name in schema.names:
+        parts.append("filter_keep IS NULL OR filter_keep = true")
     parts.append(f"{SYNTH_QA.name} IS NOT NULL")
     if uses_validation(schema, options):
         parts.append(f"{VALIDATE_RESULTS.name} IS NOT NULL")
@@ -310,7 +321,7 @@ def qa_hf_writer(
     validated = uses_validation(schema_in, options)
     schema = qa_hf_schema(schema_in, extras, image)
     reads = [ID.name, SYNTH_QA.name, *([VALIDATE_RESULTS.name] if validated else [])]
-    reads += [BIN] if BIN in schema_in.names else []
+    reads += [BIN.name] if BIN.name in schema_in.names else []
     reads += extras + ([IMAGE.name] if image else [])
     reads = list(dict.fromkeys(reads))
     crops = image and view.crop and CROP_BOX in schema_in.names
@@ -366,7 +377,9 @@ def _explode(
         "options": pa.array(values["options"], pa.list_(pa.string())),
         "answer": pa.array(values["answer"], pa.string()),
         "reasoning": pa.array(values["reasoning"], pa.string()),
-        BIN: batch.column(BIN).take(rows) if BIN in batch.schema.names else pa.nulls(len(take), pa.string()),
+        BIN.name: batch.column(BIN.name).take(rows)
+        if BIN.name in batch.schema.names
+        else pa.nulls(len(take), pa.string()),
     }
     for name in [IMAGE.name, *extras]:
         if name in batch.schema.names:

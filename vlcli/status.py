@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from vlcli.errors import QueryError
-from vlcli.schema import step_names
+from vlcli.schema import FILTER_KEEP, step_names
 from vlcli.steps import step_class
 from vlcli.steps.base import reason_key
 from vlcli.storage import Table
@@ -92,7 +92,7 @@ def table_status(table: Table) -> TableStatus:
 
 def _decisions(table: Table) -> dict[str, int] | None:
     """Rows kept and rejected by reason, from the filter's keep/reason columns (when present)."""
-    if "filter_keep" not in table.schema.names:
+    if FILTER_KEEP.name not in table.schema.names:
         return None
     frame = (
         table.lazy()

@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from vlcli import schema
 from vlcli.errors import UsageError
 from vlcli.images import Box, ImageProblem, view_bytes
 from vlcli.steps.base import reason_key, return_freed_memory
 
-CROP_BOX = "crop_box"
+CROP_BOX = schema.CROP_BOX.name
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG"}
 # Batches rendered ahead of the consumer: enough to keep every worker busy, few enough for flat memory.
 BATCHES_AHEAD = 2

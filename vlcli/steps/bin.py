@@ -17,9 +17,15 @@ from vlcli.images import check_pixels, clamp_box, decode_view, short_side_size
 from vlcli.schema import (
     BIN,
     BIN_SELECTED,
+    BIN_STATUS,
     CAPTION,
     CLIP_SCORE,
+    CROP_BOX,
     DISPERSION,
+    FILTER_KEEP,
+    HEIGHT,
+    ID,
+    IMAGE,
     NUM_CLASSES,
     NUM_OBJECTS,
     NUM_TEXT_BOXES,
@@ -27,6 +33,7 @@ from vlcli.schema import (
     OCR_BOXES,
     OCR_TEXT,
     TEXT_AREA,
+    WIDTH,
 )
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary, run_step
 from vlcli.steps.filter import KEPT
@@ -98,8 +105,8 @@ class BinStep(Step):
     """Per row: decode the view once, run each model once (batched across images), store the features."""
 
     name = "bin"
-    reads = ("id", "image", "width", "height")
-    optional_reads = ("crop_box",)
+    reads = (ID.name, IMAGE.name, WIDTH.name, HEIGHT.name)
+    optional_reads = (CROP_BOX.name,)
     writes = FEATURE_COLUMNS
     prerequisites = (KEPT,)
     transient = ("models",)
@@ -239,14 +246,14 @@ class BinReport(Summary):
     unassigned: int = 0
 
 
-_GLOBAL_READS = ("id", "bin_status", "num_text_boxes", "text_area_ratio", "num_objects", "num_classes")
-_GLOBAL_READS_2 = ("dispersion", "clip_score")
+_GLOBAL_READS = tuple(c.name for c in (ID, BIN_STATUS, NUM_TEXT_BOXES, TEXT_AREA, NUM_OBJECTS, NUM_CLASSES))
+_GLOBAL_READS_2 = (DISPERSION.name, CLIP_SCORE.name)
 
 
 def candidate_filter(columns: list[str]) -> str:
     """Rows that take part in binning: features computed, and not rejected by the filter."""
     where = "bin_status = 'ok'"
-    if "filter_keep" in columns:
+    if FILTER_KEEP.name in columns:
         where += " AND (filter_keep IS NULL OR filter_keep = true)"
     return where
 

@@ -15,7 +15,7 @@ from vlcli.backends.dinov2 import DEFAULT_MODEL, embedding_dim
 from vlcli.crops import Box, CropGrid, grid_boxes, resized_size, to_original
 from vlcli.errors import UsageError
 from vlcli.images import check_pixels, decode
-from vlcli.schema import CROP_BOX, CROP_SCORE, embedding_column
+from vlcli.schema import CROP_BOX, CROP_SCORE, HEIGHT, ID, IMAGE, WIDTH, embedding_column
 from vlcli.steps.base import RowSkipped, Step, StepSpec
 from vlcli.steps.filter import KEPT
 
@@ -91,7 +91,7 @@ class CropStep(Step):
     """Embed N candidate crops and the full image; keep the crop most similar to the whole."""
 
     name = "crop"
-    reads = ("id", "image", "width", "height")
+    reads = (ID.name, IMAGE.name, WIDTH.name, HEIGHT.name)
     prerequisites = (KEPT,)
     transient = ("embedder", "_buffers")
 

@@ -15,7 +15,21 @@ from vlcli.dedup import dedup
 from vlcli.errors import UsageError
 from vlcli.images import decode, decode_budget, shrink
 from vlcli.phash import DRAFT_MIN_SIDE, phash, to_int64
-from vlcli.schema import DUP_OF, FILTER_KEEP, FILTER_REASON, NSFW_SCORE, PHASH
+from vlcli.schema import (
+    DATASET,
+    DUP_OF,
+    EMBEDDING,
+    FILTER_KEEP,
+    FILTER_REASON,
+    FILTER_STATUS,
+    HEIGHT,
+    ID,
+    IMAGE,
+    INGEST_STATUS,
+    NSFW_SCORE,
+    PHASH,
+    WIDTH,
+)
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary, run_step
 from vlcli.storage import Table
 
@@ -24,7 +38,7 @@ if TYPE_CHECKING:
 
 # What a step after the filter adds to its pending rows once `vl filter` has run: no model time on
 # rejected rows.
-KEPT = ("filter_keep", "filter_keep IS NULL OR filter_keep = true")
+KEPT = (FILTER_KEEP.name, "filter_keep IS NULL OR filter_keep = true")
 
 REASONS = ("unreadable", "too_small", "too_large", "bad_aspect", "nsfw", "duplicate", "semantic_duplicate")
 
@@ -72,7 +86,7 @@ class FilterStep(Step):
     """Per row: decode once, hash, score NSFW in batches. Then, globally: apply the rules."""
 
     name = "filter"
-    reads = ("id", "image", "width", "height")
+    reads = (ID.name, IMAGE.name, WIDTH.name, HEIGHT.name)
     transient = ("scorer",)
 
     def __init__(self, settings: ScoreSettings | None = None, rules: FilterRules | None = None) -> None:
@@ -134,7 +148,9 @@ class FilterReport(Summary):
     duplicate_groups: int = 0
 
 
-_GLOBAL_READS = ("id", "dataset", "width", "height", "ingest_status", "filter_status", "phash", "nsfw_score")
+_GLOBAL_READS = tuple(
+    c.name for c in (ID, DATASET, WIDTH, HEIGHT, INGEST_STATUS, FILTER_STATUS, PHASH, NSFW_SCORE)
+)
 
 
 def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
@@ -232,7 +248,7 @@ def _semantic(
 ) -> None:
     from vlcli.semantic import semantic_twins
 
-    if "embedding" not in table.schema.names:
+    if EMBEDDING.name not in table.schema.names:
         raise UsageError("--semantic-threshold needs the embedding column: run `vl crop TABLE` first")
     assert rules.semantic_threshold is not None
     twins = semantic_twins(table, data, rows, rules.semantic_threshold, rules.dedup_scope == "dataset")

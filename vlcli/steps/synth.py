@@ -20,7 +20,22 @@ from vlcli.errors import UsageError
 from vlcli.images import view_jpeg
 from vlcli.prompts import Facts, Template
 from vlcli.replies import MODES, Mode, ReplyError, parse_items, reply_schema
-from vlcli.schema import SYNTH_DESCRIPTION, SYNTH_MODEL, SYNTH_QA, SYNTH_RAW
+from vlcli.schema import (
+    BIN,
+    BIN_SELECTED,
+    CAPTION,
+    CROP_BOX,
+    HEIGHT,
+    ID,
+    IMAGE,
+    OBJECTS,
+    OCR_TEXT,
+    SYNTH_DESCRIPTION,
+    SYNTH_MODEL,
+    SYNTH_QA,
+    SYNTH_RAW,
+    WIDTH,
+)
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, run_step
 from vlcli.steps.filter import KEPT
 from vlcli.storage import Table
@@ -140,8 +155,8 @@ class SynthStep(Step):
     """Per row: (describe,) ask, parse, re-ask what did not parse; one generate() per pass per batch."""
 
     name = "synth"
-    reads: ClassVar[tuple[str, ...]] = ("id", "width", "height")
-    optional_reads = ("crop_box", "ocr_text", "objects", "caption", "bin", "synth_description")
+    reads: ClassVar[tuple[str, ...]] = (ID.name, WIDTH.name, HEIGHT.name)
+    optional_reads = tuple(c.name for c in (CROP_BOX, OCR_TEXT, OBJECTS, CAPTION, BIN, SYNTH_DESCRIPTION))
     prerequisites = (KEPT,)
     transient = ("generator", "describer")
 
@@ -173,7 +188,7 @@ class SynthStep(Step):
     def check(self, table: Table) -> None:
         """Fail early, with what to do, when the rows to work on cannot be chosen."""
         names = table.schema.names
-        if not self.settings.all_rows and ("bin" not in names or "bin_selected" not in names):
+        if not self.settings.all_rows and (BIN.name not in names or BIN_SELECTED.name not in names):
             raise UsageError("no bins yet: run `vl bin TABLE` first, or pass --all to use every kept row")
 
     def setup(self) -> None:
@@ -347,7 +362,7 @@ def _again(first: GenerationRequest, raw: str | None, reason: str, attempt: int)
 class _SynthStepWithImages(SynthStep):
     """The same step, reading the image bytes (for --describe and --send-image)."""
 
-    reads: ClassVar[tuple[str, ...]] = ("id", "image", "width", "height")
+    reads: ClassVar[tuple[str, ...]] = (ID.name, IMAGE.name, WIDTH.name, HEIGHT.name)
 
 
 def synth_step(settings: SynthSettings | None = None, reuse_descriptions: bool = True) -> SynthStep:

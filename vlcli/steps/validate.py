@@ -25,13 +25,23 @@ from vlcli.model_checks import (
 )
 from vlcli.qa import QAItem
 from vlcli.schema import (
+    CAPTION,
+    CROP_BOX,
+    FILTER_KEEP,
+    HEIGHT,
+    ID,
+    IMAGE,
+    OBJECTS,
+    OCR_TEXT,
     SYNTH_QA,
+    SYNTH_STATUS,
     VALID_COUNT,
     VALIDATE_JUDGE,
     VALIDATE_QA_DIGEST,
     VALIDATE_RESULTS,
     VALIDATE_STATUS,
     VALIDATE_VISUAL,
+    WIDTH,
 )
 from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, StepSpec, Summary, run_step
 from vlcli.steps.filter import KEPT
@@ -42,7 +52,7 @@ if TYPE_CHECKING:
     from vlcli.hub import ModelRef
 
 NO_QA = "no Q/A"
-_FEATURES = ("ocr_text", "objects", "caption")
+_FEATURES = (OCR_TEXT.name, OBJECTS.name, CAPTION.name)
 
 
 def qa_digest(items: list[dict[str, Any]] | None) -> str:
@@ -63,13 +73,8 @@ class ValidateStep(Step):
     """Per row: the enabled model checks (none: just mark it done). Then, globally: the rules."""
 
     name = "validate"
-    reads: ClassVar[tuple[str, ...]] = (
-        "id",
-        "synth_status",
-        "synth_qa",
-        "validate_judge",
-        "validate_visual",
-        "validate_qa_digest",
+    reads: ClassVar[tuple[str, ...]] = tuple(
+        c.name for c in (ID, SYNTH_STATUS, SYNTH_QA, VALIDATE_JUDGE, VALIDATE_VISUAL, VALIDATE_QA_DIGEST)
     )
     optional_reads: ClassVar[tuple[str, ...]] = _FEATURES
     requires = "ingest_status = 'ok' AND synth_status IS NOT NULL"
@@ -84,7 +89,7 @@ class ValidateStep(Step):
 
     def check(self, table: Table) -> None:
         """The Q/A to validate must be there."""
-        missing = [c for c in ("synth_status", SYNTH_QA.name) if c not in table.schema.names]
+        missing = [c for c in (SYNTH_STATUS.name, SYNTH_QA.name) if c not in table.schema.names]
         if missing:
             raise UsageError(
                 f"the table has no {' or '.join(missing)}: run `vl synth TABLE` before `vl validate`"
@@ -158,8 +163,8 @@ class ValidateStep(Step):
 class VisualValidateStep(ValidateStep):
     """The validate step that also reads each row's view, for --visual-dependency."""
 
-    reads = (*ValidateStep.reads, "image", "width", "height")
-    optional_reads = (*_FEATURES, "crop_box")
+    reads = (*ValidateStep.reads, IMAGE.name, WIDTH.name, HEIGHT.name)
+    optional_reads = (*_FEATURES, CROP_BOX.name)
 
     def prepare(self, row: dict[str, Any]) -> Any:
         """Also encode the view (the crop when there is one) as a JPEG, long side at most --image-size."""
@@ -211,7 +216,7 @@ def apply_rules(table: Table, rules: ValidationRules, checks: CheckSettings | No
     table.ensure_columns(c.field() for c in _OUTPUTS)
     names = table.schema.names
     columns = ["id", "validate_status", "synth_status", SYNTH_QA.name]
-    columns += [c for c in (*_FEATURES, "filter_keep") if c in names]
+    columns += [c for c in (*_FEATURES, FILTER_KEEP.name) if c in names]
     columns += [
         c.name
         for c, on in ((VALIDATE_JUDGE, checks.judge), (VALIDATE_VISUAL, checks.visual_dependency))
@@ -324,7 +329,9 @@ def _write(
 def invalidate_stale(table: Table, checks: CheckSettings) -> int:
     """Set validate_status back to NULL where it no longer matches the Q/A (synth reran) or lacks a model
     check that is on now, so the runner redoes those rows; returns how many."""
-    table.ensure_columns(c.field() for c in (VALIDATE_JUDGE, VALIDATE_VISUAL, VALIDATE_QA_DIGEST, VALIDATE_STATUS))
+    table.ensure_columns(
+        c.field() for c in (VALIDATE_JUDGE, VALIDATE_VISUAL, VALIDATE_QA_DIGEST, VALIDATE_STATUS)
+    )
     names = ["id", "synth_status", SYNTH_QA.name, "validate_status", VALIDATE_QA_DIGEST.name]
     names += [VALIDATE_JUDGE.name, VALIDATE_VISUAL.name]
     stale: list[str] = []
