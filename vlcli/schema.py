@@ -119,6 +119,19 @@ DISPERSION = Column(
 )
 CAPTION = Column("caption", pa.string(), "a caption of the view", "bin")
 CLIP_SCORE = Column("clip_score", pa.float32(), "cosine similarity of the caption and the view (CLIP)", "bin")
+# what `vl bin` computes per row (its global part assigns BIN and BIN_SELECTED from them)
+BIN_FEATURES: tuple[Column, ...] = (
+    OCR_BOXES,
+    OCR_TEXT,
+    NUM_TEXT_BOXES,
+    TEXT_AREA,
+    OBJECTS,
+    NUM_OBJECTS,
+    NUM_CLASSES,
+    DISPERSION,
+    CAPTION,
+    CLIP_SCORE,
+)
 BIN = Column("bin", pa.string(), "A (text), B (objects), C (commonsense), or NULL when unassigned", "bin")
 BIN_SELECTED = Column("bin_selected", pa.bool_(), "inside its bin's quota", "bin")
 BIN_STATUS = status_column("bin")
@@ -206,16 +219,7 @@ COLUMNS: tuple[Column, ...] = (
     CROP_SCORE,
     EMBEDDING,
     CROP_STATUS,
-    OCR_BOXES,
-    OCR_TEXT,
-    NUM_TEXT_BOXES,
-    TEXT_AREA,
-    OBJECTS,
-    NUM_OBJECTS,
-    NUM_CLASSES,
-    DISPERSION,
-    CAPTION,
-    CLIP_SCORE,
+    *BIN_FEATURES,
     BIN,
     BIN_SELECTED,
     BIN_STATUS,

@@ -16,9 +16,9 @@ from vlcli.features import dispersion, num_classes, text_area_ratio
 from vlcli.images import check_pixels, clamp_box, decode_view, short_side_size
 from vlcli.schema import (
     BIN,
+    BIN_FEATURES,
     BIN_SELECTED,
     BIN_STATUS,
-    CAPTION,
     CLIP_SCORE,
     CROP_BOX,
     DISPERSION,
@@ -29,9 +29,6 @@ from vlcli.schema import (
     NUM_CLASSES,
     NUM_OBJECTS,
     NUM_TEXT_BOXES,
-    OBJECTS,
-    OCR_BOXES,
-    OCR_TEXT,
     TEXT_AREA,
     WIDTH,
 )
@@ -45,19 +42,6 @@ if TYPE_CHECKING:
 FeatureSet = Literal["full", "caption-only"]
 FEATURES: tuple[FeatureSet, ...] = ("full", "caption-only")
 CLIP_MAX_SIDE = 448  # open_clip models take 224-448 px inputs, resizing the short side to that first
-
-FEATURE_COLUMNS = (
-    OCR_BOXES,
-    OCR_TEXT,
-    NUM_TEXT_BOXES,
-    TEXT_AREA,
-    OBJECTS,
-    NUM_OBJECTS,
-    NUM_CLASSES,
-    DISPERSION,
-    CAPTION,
-    CLIP_SCORE,
-)
 
 
 @dataclass(frozen=True)
@@ -107,7 +91,7 @@ class BinStep(Step):
     name = "bin"
     reads = (ID.name, IMAGE.name, WIDTH.name, HEIGHT.name)
     optional_reads = (CROP_BOX.name,)
-    writes = FEATURE_COLUMNS
+    writes = BIN_FEATURES
     prerequisites = (KEPT,)
     transient = ("models",)
 
