@@ -163,6 +163,15 @@ def is_model_id(name: str) -> bool:
     return not Path(name).expanduser().exists() and bool(MODEL_ID.fullmatch(name)) and ".." not in name
 
 
+ULTRALYTICS_CONFIG_SUFFIXES = (".yaml", ".yml")  # Ultralytics builds these by name, random weights
+
+
+def ultralytics_dir() -> Path:
+    """Where vl keeps Ultralytics' settings and downloaded weights (`$XDG_CACHE_HOME/vlcli/ultralytics`)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "vlcli" / "ultralytics"
+
+
 def cached(repo: str, files: tuple[str, ...] = ("config.json",), revision: str | None = None) -> bool:
     """Whether one of `files` of the hub repository `repo` is in the local cache (no network)."""
     from huggingface_hub import try_to_load_from_cache
@@ -177,10 +186,12 @@ def missing(ref: ModelRef) -> str | None:
     if ref.source in ("bundled", "external"):
         return None
     if ref.source == "ultralytics":
-        from vlcli.backends.yolo import CONFIG_SUFFIXES, cache_dir
-
         path = Path(name).expanduser()
-        if path.exists() or path.suffix in CONFIG_SUFFIXES or (cache_dir() / "weights" / name).is_file():
+        if (
+            path.exists()
+            or path.suffix in ULTRALYTICS_CONFIG_SUFFIXES
+            or (ultralytics_dir() / "weights" / name).is_file()
+        ):
             return None
         return "not downloaded yet"
     repo, files = _hub_files(ref)

@@ -27,18 +27,14 @@ from PIL import Image
 from vlcli.backends.base import resolve_device
 from vlcli.backends.protocols import Box, Detection
 from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
+from vlcli.hub import ULTRALYTICS_CONFIG_SUFFIXES, ultralytics_dir
 
 DEFAULT_MODEL = "yolo11s.pt"
 PACKAGE = "ultralytics-opencv-headless"
 BATCH_SIZE = 32  # images per predict call: bounds memory, not results
 BOX_TASKS = ("detect", "segment", "pose")  # tasks whose results carry axis-aligned boxes
-CONFIG_SUFFIXES = (".yaml", ".yml")
-
-
-def cache_dir() -> Path:
-    """Where vl keeps Ultralytics' settings and downloaded weights (`$XDG_CACHE_HOME/vlcli/ultralytics`)."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "vlcli" / "ultralytics"
+CONFIG_SUFFIXES = ULTRALYTICS_CONFIG_SUFFIXES
+cache_dir = ultralytics_dir
 
 
 def is_offline() -> bool:
