@@ -110,7 +110,7 @@ def build(work: Path, big: int) -> dict[str, Any]:
     """Write the inputs and build the offline preset's models; returns the preset's settings. Runs in a
     child process, so this one stays small: a child's ru_maxrss counts the memory it forked from."""
     write_inputs(work / "imgs", big)
-    from vlcli.presets import offline
+    from vlcli.run.presets import offline
 
     return offline(Path(tempfile.gettempdir()) / "vl-bench-attacks-models")
 

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vlcli.binning import BinRules
-from vlcli.features import dispersion, num_classes, text_area_ratio
-from vlcli.ingest import ingest
-from vlcli.samples import draw_chart, draw_page, draw_scene
+from vlcli.demo.samples import draw_chart, draw_page, draw_scene
+from vlcli.ingestion.ingest import ingest
 from vlcli.steps.base import RunOptions
-from vlcli.steps.bin import BinSettings, BinStep
-from vlcli.storage import Table
+from vlcli.steps.bin.features import dispersion, num_classes, text_area_ratio
+from vlcli.steps.bin.rules import BinRules
+from vlcli.steps.bin.step import BinSettings, BinStep
+from vlcli.table.storage import Table
 from vlcli.testing.tiny_models import tiny_blip, tiny_clip
 
 

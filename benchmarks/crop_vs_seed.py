@@ -46,12 +46,12 @@ import numpy as np
 import torch
 from _seed_crop import SeedConfig, SeedTimes, cpu_seconds, run_seed
 
-from vlcli.export import export
-from vlcli.ingest import ingest
-from vlcli.samples import draw_scene
+from vlcli.demo.samples import draw_scene
+from vlcli.exports.export import export
+from vlcli.ingestion.ingest import ingest
 from vlcli.steps.base import RunOptions, run_step
-from vlcli.steps.crop import CropSettings, CropStep
-from vlcli.storage import Table
+from vlcli.steps.crop.step import CropSettings, CropStep
+from vlcli.table.storage import Table
 
 Box = tuple[int, int, int, int]
 
@@ -172,7 +172,7 @@ class VlTimes:
 
 
 def export_images_available() -> bool:
-    """True once `vl export --images` has landed in `vlcli.export`."""
+    """True once `vl export --images` has landed in `vlcli.exports.export`."""
     return "images" in inspect.signature(export).parameters
 
 
@@ -206,7 +206,7 @@ def run_vl(base: str, out: Path, model_dir: str, dtype: str, args: argparse.Name
 
 def _export(table: Table, folder: Path, args: argparse.Namespace) -> tuple[float, int]:
     """`vl export TABLE --images DIR --format F --size R`: the crops at the seed's stage-3 size."""
-    from vlcli.views import ViewOptions
+    from vlcli.exports.views import ViewOptions
 
     started = time.perf_counter()
     report = export(
@@ -357,7 +357,7 @@ def report_regime(runs: RegimeRuns, n: int, args: argparse.Namespace) -> None:
     vl_crop, vl_model = med([t.crop for t in v]), med([t.model for t in v])
     _row("vl crop", n, vl_crop, vl_model)
     if v[0].export is None:
-        print("vl export --images: not in vlcli.export yet; vl totals below are crop only")
+        print("vl export --images: not in vlcli.exports.export yet; vl totals below are crop only")
     else:
         _row(f"vl export --images --format {args.format}", n, med([t.export or 0.0 for t in v]))
     vl_total = med([t.total for t in v])

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vlcli.dedup import choose_blocks, dedup, near_duplicate_pairs
+from vlcli.steps.filter.dedup import choose_blocks, dedup, near_duplicate_pairs
 
 MAX_DISTANCE = 8
 TARGET_SECONDS = 10.0

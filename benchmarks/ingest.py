@@ -23,8 +23,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from vlcli.ingest import IngestOptions, IngestReport, ingest
-from vlcli.storage import Table
+from vlcli.ingestion.ingest import IngestOptions, IngestReport, ingest
+from vlcli.table.storage import Table
 
 TARGET_MBPS = 300.0
 TARGET_RSS_MB = 1500.0

@@ -1,4 +1,4 @@
-"""pHash throughput and bits: `vlcli.phash.phash_bytes` (JPEG draft decoding) against `imagehash.phash`.
+"""pHash throughput and bits: `vlcli.steps.filter.phash.phash_bytes` (JPEG draft decoding) against `imagehash.phash`.
 
     python benchmarks/phash.py [--n 1000] [--repeat 3]
 
@@ -25,9 +25,9 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from vlcli import samples
-from vlcli.dedup import near_duplicate_pairs
-from vlcli.phash import DRAFT_MIN_SIDE, phash, phash_bytes
+from vlcli.demo import samples
+from vlcli.steps.filter.dedup import near_duplicate_pairs
+from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, phash_bytes
 
 TARGET_SPEEDUP = 2.0
 MAX_DISTANCE = 8  # DCVLR: a duplicate when distance < 8

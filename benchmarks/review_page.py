@@ -23,11 +23,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from vlcli.ingest import ingest
-from vlcli.review import write_review
-from vlcli.samples import write_samples
-from vlcli.schema import ID, schema_of
-from vlcli.storage import Table
+from vlcli.demo.samples import write_samples
+from vlcli.ingestion.ingest import ingest
+from vlcli.review.page import write_review
+from vlcli.table.schema import ID, schema_of
+from vlcli.table.storage import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from chromium import Chromium, find_chromium

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vlcli.schema import Column, ingest_schema
 from vlcli.steps.base import RunOptions, Step, run_step
-from vlcli.storage import Table
+from vlcli.table.schema import Column, ingest_schema
+from vlcli.table.storage import Table
 
 
 class NoopStep(Step):

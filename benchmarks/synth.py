@@ -47,11 +47,11 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import jpeg_bytes, table_rows
 
-from vlcli.replies import reply_schema
-from vlcli.schema import CAPTION, ID, OBJECTS, OCR_TEXT, ingest_schema, status_column
 from vlcli.steps.base import RunOptions
-from vlcli.steps.synth import SynthSettings, SynthStep, default_batch_size, run_synth
-from vlcli.storage import Table
+from vlcli.steps.synth.replies import reply_schema
+from vlcli.steps.synth.step import SynthSettings, SynthStep, default_batch_size, run_synth
+from vlcli.table.schema import CAPTION, ID, OBJECTS, OCR_TEXT, ingest_schema, status_column
+from vlcli.table.storage import Table
 
 PER_IMAGE = 2
 DCVLR_THREADS = 10

@@ -18,8 +18,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["YOLO_OFFLINE"] = "1"
 
 from vlcli.images import content_id, probe
-from vlcli.schema import ingest_schema
-from vlcli.storage import Table
+from vlcli.table.schema import ingest_schema
+from vlcli.table.storage import Table
 
 
 def jpeg_bytes(seed: int, size: tuple[int, int] = (64, 48), quality: int = 85) -> bytes:

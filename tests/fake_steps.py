@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow as pa
 
 from vlcli.images import decode
-from vlcli.schema import Column
 from vlcli.steps.base import RowSkipped, Step
+from vlcli.table.schema import Column
 
 
 class DigestStep(Step):

@@ -14,8 +14,8 @@ from conftest import jpeg_bytes
 from PIL import Image
 
 from vlcli.images import source_id
-from vlcli.ingest import IngestOptions, IngestReport, ingest
-from vlcli.storage import Table
+from vlcli.ingestion.ingest import IngestOptions, IngestReport, ingest
+from vlcli.table.storage import Table
 
 
 def encode(img: Image.Image, fmt: str, **params: Any) -> bytes:

@@ -12,13 +12,13 @@ from conftest import table_rows
 from test_filter import encode
 from typer.testing import CliRunner
 
-from vlcli.binning import BinRules
 from vlcli.cli.app import app
-from vlcli.samples import draw_page, draw_scene
-from vlcli.schema import FILTER_KEEP, ingest_schema
+from vlcli.demo.samples import draw_page, draw_scene
 from vlcli.steps.base import RunOptions
-from vlcli.steps.bin import BinSettings, explain, run_bin
-from vlcli.storage import Table
+from vlcli.steps.bin.rules import BinRules
+from vlcli.steps.bin.step import BinSettings, explain, run_bin
+from vlcli.table.schema import FILTER_KEEP, ingest_schema
+from vlcli.table.storage import Table
 
 pytest.importorskip("open_clip")
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vlcli.binning import BinRules, Features, assign, quotas, threshold_bin
 from vlcli.errors import UsageError
+from vlcli.steps.bin.rules import BinRules, Features, assign, quotas, threshold_bin
 
 maybe_float = st.one_of(st.none(), st.floats(min_value=0, max_value=1, allow_nan=False))
 maybe_int = st.one_of(st.none(), st.integers(min_value=0, max_value=30))

@@ -55,8 +55,8 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path, tiny_dinov2: st
 
     from conftest import jpeg_bytes, table_rows
 
-    from vlcli.schema import ingest_schema
-    from vlcli.storage import Table
+    from vlcli.table.schema import ingest_schema
+    from vlcli.table.storage import Table
 
     table = Table.create(tmp_path / "t.lance", ingest_schema())
     table.append(table_rows([jpeg_bytes(i, (400, 300)) for i in range(200)]))

@@ -8,11 +8,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from vlcli import config
 from vlcli.cli.app import app
-from vlcli.dcvlr import translate
 from vlcli.errors import UsageError
-from vlcli.pipeline import build, resolve, step_names
+from vlcli.run import config
+from vlcli.run.dcvlr import translate
+from vlcli.run.pipeline import build, resolve, step_names
 
 runner = CliRunner()
 
@@ -191,7 +191,7 @@ def test_config_check_without_a_path_checks_vl_yaml_here(
 
 
 def test_preset_help_names_the_models_of_each_preset() -> None:
-    from vlcli.presets import HELP, preset
+    from vlcli.run.presets import HELP, preset
 
     fast = preset("fast")
     defaults = {s: config.defaults(s) for s in ("crop", "bin", "synth")}

@@ -16,11 +16,11 @@ transformers = pytest.importorskip("transformers")
 
 from conftest import table_rows  # noqa: E402
 
-from vlcli.crops import resized_size, seed_boxes, to_original  # noqa: E402
-from vlcli.schema import ingest_schema  # noqa: E402
 from vlcli.steps.base import RunOptions, run_step  # noqa: E402
-from vlcli.steps.crop import CropSettings, CropStep  # noqa: E402
-from vlcli.storage import Table  # noqa: E402
+from vlcli.steps.crop.geometry import resized_size, seed_boxes, to_original  # noqa: E402
+from vlcli.steps.crop.step import CropSettings, CropStep  # noqa: E402
+from vlcli.table.schema import ingest_schema  # noqa: E402
+from vlcli.table.storage import Table  # noqa: E402
 
 R = 64  # resize target: small so the tests are quick
 
@@ -157,8 +157,8 @@ import sys
 sys.path.insert(0, {tests!r})
 import fake_steps  # noqa: F401  (puts tests/ on the path for the spawn pool)
 from vlcli.steps.base import RunOptions, run_step
-from vlcli.steps.crop import CropSettings, CropStep
-from vlcli.storage import Table
+from vlcli.steps.crop.step import CropSettings, CropStep
+from vlcli.table.storage import Table
 
 class Slow(CropStep):
     def process(self, items):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vlcli.crops import CropGrid, grid_boxes, resized_size, seed_boxes, to_original
+from vlcli.steps.crop.geometry import CropGrid, grid_boxes, resized_size, seed_boxes, to_original
 
 sizes = st.integers(min_value=16, max_value=5000)
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vlcli import samples
-from vlcli.dedup import (
+from vlcli.demo import samples
+from vlcli.steps.filter.dedup import (
     as_uint64,
     choose_blocks,
     choose_kept,
@@ -22,7 +22,7 @@ from vlcli.dedup import (
     iter_near_duplicate_pairs,
     near_duplicate_pairs,
 )
-from vlcli.phash import phash_bytes, to_int64
+from vlcli.steps.filter.phash import phash_bytes, to_int64
 
 
 def brute_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:

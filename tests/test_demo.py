@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from vlcli import demo as demo_module
 from vlcli.cli.app import app
-from vlcli.demo import DemoResult, demo_paths, run_demo
+from vlcli.demo import demo as demo_module
+from vlcli.demo.demo import DemoResult, demo_paths, run_demo
 from vlcli.errors import UsageError
-from vlcli.status import table_status
-from vlcli.storage import Table
+from vlcli.review.status import table_status
+from vlcli.table.storage import Table
 
 
 class CountingProgress:

@@ -21,10 +21,10 @@ from typer.testing import CliRunner, Result
 
 from vlcli.cli import export as export_cli
 from vlcli.errors import ExportError, QueryError, UsageError
-from vlcli.export import MARKER, export
-from vlcli.schema import CROP_BOX, ingest_schema
-from vlcli.storage import Table
-from vlcli.views import ViewOptions
+from vlcli.exports.export import MARKER, export
+from vlcli.exports.views import ViewOptions
+from vlcli.table.schema import CROP_BOX, ingest_schema
+from vlcli.table.storage import Table
 
 
 class RecordingProgress:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlcli import features
-from vlcli.features import dispersion, num_classes, text_area_ratio, union_area
+from vlcli.steps.bin import features
+from vlcli.steps.bin.features import dispersion, num_classes, text_area_ratio, union_area
 
 Box = tuple[int, int, int, int]
 

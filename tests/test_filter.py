@@ -13,12 +13,12 @@ from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
 from vlcli.cli.app import app
+from vlcli.demo.samples import draw_scene
 from vlcli.errors import UsageError
-from vlcli.samples import draw_scene
-from vlcli.schema import embedding_column, ingest_schema
 from vlcli.steps.base import RunOptions
-from vlcli.steps.filter import FilterRules, ScoreSettings, apply_rules, run_filter
-from vlcli.storage import Table
+from vlcli.steps.filter.step import FilterRules, ScoreSettings, apply_rules, run_filter
+from vlcli.table.schema import embedding_column, ingest_schema
+from vlcli.table.storage import Table
 
 NO_NSFW = ScoreSettings(nsfw="none")
 

@@ -15,9 +15,9 @@ from typer.testing import CliRunner, Result
 from vlcli.cli.app import app
 from vlcli.errors import SourceError, UsageError
 from vlcli.images import content_id, source_id
-from vlcli.ingest import IngestOptions, IngestReport, ingest, ingest_source
-from vlcli.sources import HubSource
-from vlcli.storage import Table
+from vlcli.ingestion.ingest import IngestOptions, IngestReport, ingest, ingest_source
+from vlcli.ingestion.sources import HubSource
+from vlcli.table.storage import Table
 
 COLUMNS = ["id", "source", "dataset", "image", "width", "height", "format", "file_size", "ingest_status"]
 

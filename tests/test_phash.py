@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from vlcli import samples
+from vlcli.demo import samples
 from vlcli.images import decode
-from vlcli.phash import distance, from_int64, phash, phash_bytes, to_hex, to_int64
+from vlcli.steps.filter.phash import distance, from_int64, phash, phash_bytes, to_hex, to_int64
 
 imagehash = pytest.importorskip("imagehash")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vlcli import config
-from vlcli.presets import HELP, models
+from vlcli.run import config
+from vlcli.run.presets import HELP, models
 from vlcli.steps import BUILT_IN
 
 

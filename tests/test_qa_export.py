@@ -20,9 +20,8 @@ from typer.testing import CliRunner, Result
 
 from vlcli.cli import export as export_cli
 from vlcli.errors import ExportError, UsageError
-from vlcli.export import MARKER, export
-from vlcli.qa import QAItem
-from vlcli.qa_records import (
+from vlcli.exports.export import MARKER, export
+from vlcli.exports.records import (
     ImageRow,
     QAOptions,
     answer_text,
@@ -32,7 +31,8 @@ from vlcli.qa_records import (
     selected_items,
     sharegpt_samples,
 )
-from vlcli.schema import (
+from vlcli.steps.synth.qa import QAItem
+from vlcli.table.schema import (
     BIN,
     CAPTION,
     CROP_BOX,
@@ -43,7 +43,7 @@ from vlcli.schema import (
     SYNTH_QA,
     VALIDATE_RESULTS,
 )
-from vlcli.storage import Table
+from vlcli.table.storage import Table
 
 BOX = pa.list_(pa.int32(), 4)
 DCVLR_KEYS = [
@@ -223,7 +223,7 @@ def test_jsonl_with_images_points_at_the_written_crops(qa_table: QATable, tmp_pa
 
 
 def _no_crop() -> Any:
-    from vlcli.views import ViewOptions
+    from vlcli.exports.views import ViewOptions
 
     return ViewOptions(crop=False)
 

@@ -15,9 +15,9 @@ from typer.testing import CliRunner, Result
 
 from vlcli.cli.app import app
 from vlcli.errors import QueryError
-from vlcli.query import printable, query
-from vlcli.schema import ingest_schema
-from vlcli.storage import Table
+from vlcli.table.query import printable, query
+from vlcli.table.schema import ingest_schema
+from vlcli.table.storage import Table
 
 IMAGE_BYTES = 100_000
 

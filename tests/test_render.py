@@ -7,16 +7,16 @@ from collections import Counter
 from pathlib import Path
 
 from vlcli.cli import render as render_cli
-from vlcli.export import ExportReport
-from vlcli.ingest import IngestReport
-from vlcli.pipeline import PipelineReport, Plan
-from vlcli.repair import RepairReport
-from vlcli.review_cards import ReviewReport
-from vlcli.status import TableStatus
+from vlcli.exports.export import ExportReport
+from vlcli.ingestion.ingest import IngestReport
+from vlcli.review.cards import ReviewReport
+from vlcli.review.status import TableStatus
+from vlcli.run.pipeline import PipelineReport, Plan
 from vlcli.steps.base import StepReport
-from vlcli.steps.bin import BinReport, Explanation
-from vlcli.steps.filter import FilterReport
-from vlcli.steps.validate import ValidateReport
+from vlcli.steps.bin.step import BinReport, Explanation
+from vlcli.steps.filter.step import FilterReport
+from vlcli.steps.validate.step import ValidateReport
+from vlcli.table.repair import RepairReport
 
 REPORTS: tuple[type, ...] = (
     StepReport,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlcli.qa import QAItem
-from vlcli.replies import ReplyError, json_values, parse_items, reply_schema
+from vlcli.steps.synth.qa import QAItem
+from vlcli.steps.synth.replies import ReplyError, json_values, parse_items, reply_schema
 
 MCQ = {
     "question": "How many?",

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 pytest.importorskip("transformers")
 
 from vlcli.cli.app import app
+from vlcli.demo.samples import write_samples
 from vlcli.errors import StepInterrupted
-from vlcli.pipeline import resolve, run_pipeline
-from vlcli.samples import write_samples
-from vlcli.schema import BY_NAME, EMBEDDING, embedding_column
-from vlcli.steps.crop import CropStep
-from vlcli.storage import Table
+from vlcli.run.pipeline import resolve, run_pipeline
+from vlcli.steps.crop.step import CropStep
+from vlcli.table.schema import BY_NAME, EMBEDDING, embedding_column
+from vlcli.table.storage import Table
 
 runner = CliRunner()
 STEPS = "filter,crop,bin,synth,validate"

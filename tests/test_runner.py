@@ -10,10 +10,10 @@ import pytest
 from fake_steps import DigestStep, SkipOddStep
 
 from vlcli.errors import StepInterrupted, UsageError
-from vlcli.schema import FILTER_KEEP
 from vlcli.steps.base import RunOptions, Step, reason_key, run_step
-from vlcli.steps.filter import KEPT
-from vlcli.storage import Table
+from vlcli.steps.filter.step import KEPT
+from vlcli.table.schema import FILTER_KEEP
+from vlcli.table.storage import Table
 
 
 def _column(table: Table, name: str, where: str | None = None) -> dict[str, object]:

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vlcli.demo.samples import (
+    KINDS,
+    MIN_IMAGES,
+    NEAR_VARIANTS,
+    SampleSet,
+    near_duplicate,
+    plan,
+    write_samples,
+)
 from vlcli.images import ImageProblem, probe
-from vlcli.samples import KINDS, MIN_IMAGES, NEAR_VARIANTS, SampleSet, near_duplicate, plan, write_samples
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +126,8 @@ def test_smallest_set_is_complete(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("fmt", "quality"), [("PNG", 95), ("JPEG", 88)])
 def test_samples_are_encoded_by_the_package_encoder(fmt: str, quality: int) -> None:
-    from vlcli import images, samples
+    from vlcli import images
+    from vlcli.demo import samples
 
     img = Image.new("RGB", (64, 48), (10, 200, 90))
     assert samples.encode(img, fmt, quality) == images.encode(img, fmt, quality)

@@ -1,4 +1,4 @@
-"""Every column is declared once, in vlcli.schema: the steps write what it declares, docs/columns.md renders it."""
+"""Every column is declared once, in vlcli.table.schema: the steps write what it declares, docs/columns.md renders it."""
 
 from __future__ import annotations
 
@@ -9,21 +9,21 @@ from pathlib import Path
 import pyarrow as pa
 from conftest import jpeg_bytes, table_rows
 
-from vlcli import schema
-from vlcli.schema import BY_NAME, COLUMNS, Column, embedding_column, ingest_schema
 from vlcli.steps import BUILT_IN, step_class
-from vlcli.steps.bin import BinStep
-from vlcli.steps.crop import CropSettings, CropStep
-from vlcli.steps.filter import FilterStep
-from vlcli.steps.synth import SynthSettings, SynthStep
-from vlcli.steps.validate import ValidateStep
+from vlcli.steps.bin.step import BinStep
+from vlcli.steps.crop.step import CropSettings, CropStep
+from vlcli.steps.filter.step import FilterStep
+from vlcli.steps.synth.step import SynthSettings, SynthStep
+from vlcli.steps.validate.step import ValidateStep
+from vlcli.table import schema
+from vlcli.table.schema import BY_NAME, COLUMNS, Column, embedding_column, ingest_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_columns_reference_is_current() -> None:
     docs = ROOT / "docs" / "columns.md"
-    assert docs.read_text() == schema.reference(), "run: python -m vlcli.schema > docs/columns.md"
+    assert docs.read_text() == schema.reference(), "run: python -m vlcli.table.schema > docs/columns.md"
 
 
 def test_every_column_is_declared_once_with_its_step_and_meaning() -> None:
@@ -57,7 +57,7 @@ def test_every_column_a_step_writes_is_declared() -> None:
 
 
 def test_no_module_declares_a_column_of_its_own() -> None:
-    """A column's type lives only in vlcli.schema (a second declaration could drift from the table's)."""
+    """A column's type lives only in vlcli.table.schema (a second declaration could drift from the table's)."""
     for path in (ROOT / "vlcli").rglob("*.py"):
         if path.name != "schema.py":
             assert not re.search(r"\bColumn\(", path.read_text()), path
@@ -76,7 +76,7 @@ def test_rows_built_by_the_tests_have_the_table_types() -> None:
 
 
 def test_tests_and_benchmarks_take_column_types_from_the_schema() -> None:
-    """A table column typed by hand in a test could drift from the table's: take it from vlcli.schema."""
+    """A table column typed by hand in a test could drift from the table's: take it from vlcli.table.schema."""
     hand_written = re.compile(r"""pa\.field\(\s*["'](\w+)["']""")
     for path in [*(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
         names = set(hand_written.findall(path.read_text())) & set(BY_NAME)

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 from vlcli.cli.app import app
 from vlcli.errors import QueryError, UsageError
-from vlcli.review import card_columns, summarize, thumbnail, write_review
-from vlcli.schema import ID, VALIDATE_STATUS, embedding_column, schema_of
-from vlcli.storage import Table
+from vlcli.review.page import card_columns, summarize, thumbnail, write_review
+from vlcli.table.schema import ID, VALIDATE_STATUS, embedding_column, schema_of
+from vlcli.table.storage import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 XSS_CAPTION = "<script>window.pwned = 1; document.title = 'pwned'</script>a cat & a \"dog\""
@@ -328,7 +328,7 @@ def test_500_cards_open_fast(reviewed: Callable[..., Table], tmp_path: Path, bro
 
 
 def test_a_query_polars_panics_on_is_a_query_error(reviewed: Callable[..., Table]) -> None:
-    from vlcli.query import query
+    from vlcli.table.query import query
 
     # unnest() of a list of structs panicked inside polars 1.x on Lance scans; either way, no traceback
     try:

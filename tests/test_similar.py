@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from vlcli.cli.app import app
 from vlcli.errors import UsageError
-from vlcli.schema import embedding_column
-from vlcli.similar import build_index, resolve_id, similar
-from vlcli.storage import Table
+from vlcli.table.schema import embedding_column
+from vlcli.table.similar import build_index, resolve_id, similar
+from vlcli.table.storage import Table
 
 
 def with_embeddings(table: Table, dim: int = 16, seed: int = 0) -> tuple[list[str], np.ndarray]:

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from vlcli.cli import render as render_cli
 from vlcli.cli.app import app
-from vlcli.schema import ID, schema_of, status_column
-from vlcli.status import TableStatus, table_status
-from vlcli.storage import Table
+from vlcli.review.status import TableStatus, table_status
+from vlcli.table.schema import ID, schema_of, status_column
+from vlcli.table.storage import Table
 
 
 @pytest.fixture
@@ -160,11 +160,11 @@ def pipeline_table(make_table: Callable[..., Table]) -> Table:
 
 def built_in_steps(all_rows: bool = False) -> list[Any]:
     """Every built-in step as `vl run` builds it (no model is loaded before `setup`)."""
-    from vlcli.steps.bin import BinStep
-    from vlcli.steps.crop import CropSettings, CropStep
-    from vlcli.steps.filter import FilterStep
-    from vlcli.steps.synth import SynthSettings, SynthStep
-    from vlcli.steps.validate import ValidateStep
+    from vlcli.steps.bin.step import BinStep
+    from vlcli.steps.crop.step import CropSettings, CropStep
+    from vlcli.steps.filter.step import FilterStep
+    from vlcli.steps.synth.step import SynthSettings, SynthStep
+    from vlcli.steps.validate.step import ValidateStep
 
     synth = SynthStep(SynthSettings(backend="stub", model="stub", all_rows=all_rows))
     return [FilterStep(), CropStep(CropSettings(keep_embedding=False)), BinStep(), synth, ValidateStep()]

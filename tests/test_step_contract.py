@@ -14,13 +14,13 @@ import pyarrow as pa
 import pytest
 
 from vlcli.errors import UsageError
-from vlcli.schema import Column
 from vlcli.steps import BUILT_IN, Step, Summary, spec, step_class
 from vlcli.steps.base import run_step
-from vlcli.steps.filter import FilterRules, ScoreSettings
-from vlcli.steps.synth import SynthSettings, synth_step
-from vlcli.steps.validate import make_step
-from vlcli.storage import Table
+from vlcli.steps.filter.step import FilterRules, ScoreSettings
+from vlcli.steps.synth.step import SynthSettings, synth_step
+from vlcli.steps.validate.step import make_step
+from vlcli.table.schema import Column
+from vlcli.table.storage import Table
 
 
 class Model:
@@ -125,7 +125,7 @@ def test_a_step_built_from_its_settings_runs_in_another_process(
     code = (
         "import pickle, sys\n"
         "from vlcli.steps.base import run_step\n"
-        "from vlcli.storage import Table\n"
+        "from vlcli.table.storage import Table\n"
         "step = pickle.loads(open(sys.argv[1], 'rb').read())\n"
         "report = run_step(Table.open(sys.argv[2]), step)\n"
         "print(report.done, report.summary.kept)\n"
@@ -149,7 +149,7 @@ def test_spec_builds_the_step_its_command_runs() -> None:
 def test_vl_run_frees_a_steps_models_before_the_next_step(
     make_table: Callable[..., Table], tiny_dinov2: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vlcli import pipeline
+    from vlcli.run import pipeline
 
     table = make_table(3)
     built: dict[str, Step] = {}

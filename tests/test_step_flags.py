@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from vlcli.cli.app import app
 from vlcli.cli.common import StepFlags
-from vlcli.pipeline import options, resolve
+from vlcli.run.pipeline import options, resolve
 from vlcli.steps import BUILT_IN, spec
-from vlcli.storage import Table
+from vlcli.table.storage import Table
 
 FLAGS = [f.name for f in dataclasses.fields(StepFlags)]
 

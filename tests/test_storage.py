@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from vlcli.errors import QueryError, TableExistsError, TableNotFoundError
-from vlcli.schema import ingest_schema
-from vlcli.storage import Table
+from vlcli.table.schema import ingest_schema
+from vlcli.table.storage import Table
 
 
 def test_open_missing_table_says_how_to_create(tmp_path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from vlcli.backends import create
 from vlcli.backends.textgen import GenerationRequest
-from vlcli.prompts import builtin
-from vlcli.replies import parse_items, reply_schema
-from vlcli.validation import ImageContext, ValidationRules, check_item
+from vlcli.steps.synth.prompts import builtin
+from vlcli.steps.synth.replies import parse_items, reply_schema
+from vlcli.steps.validate.rules import ImageContext, ValidationRules, check_item
 
 
 def request(mode: str, count: int, facts: str) -> GenerationRequest:

@@ -20,8 +20,10 @@ from vlcli.backends import register
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, message_images, message_text
 from vlcli.cli.app import app
 from vlcli.errors import UsageError
-from vlcli.prompts import PLACEHOLDERS
-from vlcli.schema import (
+from vlcli.steps.base import RunOptions
+from vlcli.steps.synth.prompts import PLACEHOLDERS
+from vlcli.steps.synth.step import SynthSettings, run_synth
+from vlcli.table.schema import (
     BIN,
     BIN_SELECTED,
     CAPTION,
@@ -33,9 +35,7 @@ from vlcli.schema import (
     schema_of,
     status_column,
 )
-from vlcli.steps.base import RunOptions
-from vlcli.steps.synth import SynthSettings, run_synth
-from vlcli.storage import Table
+from vlcli.table.storage import Table
 
 # --- a deterministic generator: replies chosen by the model name ---------------------------------
 
@@ -392,7 +392,7 @@ def test_cli_usage_errors_are_one_line(make_table: Callable[..., Table], tmp_pat
 
 
 def test_status_counts_synth(make_table: Callable[..., Table]) -> None:
-    from vlcli.status import table_status
+    from vlcli.review.status import table_status
 
     table = make_table(3)
     binned(table, ["A", "B", "C"])

@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 from vlcli.backends import register
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, message_images, message_text
 from vlcli.cli.app import app
-from vlcli.model_checks import CheckSettings
-from vlcli.qa import LETTERS, QAItem
-from vlcli.schema import CAPTION, FILTER_KEEP, OBJECTS, OCR_TEXT, SYNTH_QA, status_column
-from vlcli.status import table_status
+from vlcli.review.status import table_status
 from vlcli.steps.base import RunOptions
-from vlcli.steps.validate import run_validate
-from vlcli.storage import Table
-from vlcli.validation import ImageContext, ValidationRules, check_item
+from vlcli.steps.synth.qa import LETTERS, QAItem
+from vlcli.steps.validate.model_checks import CheckSettings
+from vlcli.steps.validate.rules import ImageContext, ValidationRules, check_item
+from vlcli.steps.validate.step import run_validate
+from vlcli.table.schema import CAPTION, FILTER_KEEP, OBJECTS, OCR_TEXT, SYNTH_QA, status_column
+from vlcli.table.storage import Table
 
 FEATURES = {
     "ocr_text": "BREAD 4 DOLLARS\nMENU coffee 2 sandwich 7 salad 6 juice 3",
@@ -444,7 +444,7 @@ def test_view_sent_to_the_vlm_is_the_crop_scaled_to_image_size() -> None:
 
     from PIL import Image
 
-    from vlcli.steps.validate import view_jpeg
+    from vlcli.steps.validate.step import view_jpeg
 
     buf = io.BytesIO()
     Image.new("RGB", (600, 400), "red").save(buf, "PNG")

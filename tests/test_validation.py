@@ -8,9 +8,15 @@ from typing import Any
 import pytest
 
 from vlcli.errors import UsageError
-from vlcli.model_checks import judge_verdict, parse_letter, parse_score, rotated, visual_verdict
-from vlcli.qa import QAItem
-from vlcli.validation import (
+from vlcli.steps.synth.qa import QAItem
+from vlcli.steps.validate.model_checks import (
+    judge_verdict,
+    parse_letter,
+    parse_score,
+    rotated,
+    visual_verdict,
+)
+from vlcli.steps.validate.rules import (
     REASONS,
     ImageContext,
     ValidationRules,

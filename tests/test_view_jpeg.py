@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from vlcli.steps import synth, validate
+from vlcli.steps.synth import step as synth
+from vlcli.steps.validate import step as validate
 
 
 def _row(fmt: str, size: tuple[int, int], box: list[int] | None) -> dict[str, Any]:

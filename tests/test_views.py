@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from vlcli.errors import UsageError
+from vlcli.exports.views import ViewOptions, render
 from vlcli.images import (
     ImageProblem,
     clamp_box,
@@ -22,7 +23,6 @@ from vlcli.images import (
     scale_box,
     view_bytes,
 )
-from vlcli.views import ViewOptions, render
 
 
 def pattern(size: tuple[int, int]) -> Image.Image:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pyarrow as pa
 import pytest
 
-from vlcli import storage
-from vlcli.storage import Table
+from vlcli.table import storage
+from vlcli.table.storage import Table
 
 
 def test_write_back_commits_once_per_chunk_of_write_back_rows(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from vlcli.schema import ingest_schema
-from vlcli.storage import Table
+from vlcli.table.schema import ingest_schema
+from vlcli.table.storage import Table
 
 
 def open_table(path: str | os.PathLike[str]) -> Table:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vlcli import config
 from vlcli.cli.app import app
 from vlcli.errors import UsageError
+from vlcli.run import config
 
 runner = CliRunner()
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from vlcli.export import export
-from vlcli.storage import Table
+from vlcli.exports.export import export
+from vlcli.table.storage import Table
 
 # Writes shards of 2 rows from batches of 1 row, and SIGKILLs itself with the second shard half written.
 KILLED_WRITER = textwrap.dedent(
     """
     import os, signal, sys
     import pyarrow as pa
-    from vlcli.export import write_parquet_shards
+    from vlcli.exports.export import write_parquet_shards
 
     schema = pa.schema([("id", pa.string())])
 

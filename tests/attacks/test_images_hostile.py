@@ -15,8 +15,8 @@ from conftest import jpeg_bytes
 from PIL import Image
 
 from vlcli.images import ImageProblem, decode, probe
-from vlcli.ingest import IngestOptions, ingest
-from vlcli.storage import Table
+from vlcli.ingestion.ingest import IngestOptions, ingest
+from vlcli.table.storage import Table
 
 
 def jpeg(size: tuple[int, int] = (320, 240), **params: object) -> bytes:

@@ -19,13 +19,13 @@ import pytest
 from conftest import jpeg_bytes, table_rows
 from typer.testing import CliRunner, Result
 
-import vlcli.ingest as ingest_module
+import vlcli.ingestion.ingest as ingest_module
 from vlcli.cli.app import app
 from vlcli.images import content_id
-from vlcli.ingest import IngestOptions, ingest, ingest_source
-from vlcli.schema import FILTER_STATUS, ingest_schema
-from vlcli.sources import FolderSource, Record
-from vlcli.storage import Table
+from vlcli.ingestion.ingest import IngestOptions, ingest, ingest_source
+from vlcli.ingestion.sources import FolderSource, Record
+from vlcli.table.schema import FILTER_STATUS, ingest_schema
+from vlcli.table.storage import Table
 
 COLUMNS = ["id", "source", "image", "file_size", "ingest_status"]
 
@@ -111,7 +111,7 @@ def _duplicated_table(path: Path) -> Table:
 
 
 def test_repair_removes_duplicate_ids_keeping_the_copy_with_most_work(tmp_path: Path) -> None:
-    from vlcli.repair import repair
+    from vlcli.table.repair import repair
 
     _duplicated_table(tmp_path / "t.lance")
 

@@ -15,11 +15,11 @@ import pytest
 from conftest import table_rows
 from PIL import Image
 
+from vlcli.exports.views import ViewOptions, render
 from vlcli.images import STEP_MAX_PIXELS, TooLarge, decode, view_bytes
-from vlcli.schema import Column, ingest_schema
 from vlcli.steps.base import CHUNK_ROWS, RunOptions, Step, error_status, run_step
-from vlcli.storage import Table
-from vlcli.views import ViewOptions, render
+from vlcli.table.schema import Column, ingest_schema
+from vlcli.table.storage import Table
 
 
 def png(size: tuple[int, int], mode: str = "L") -> bytes:
@@ -46,7 +46,7 @@ def statuses(table: Table, step: str) -> list[str]:
 
 def test_crop_skips_a_thin_strip_whose_resize_would_take_gigabytes(tmp_path: Path, tiny_dinov2: str) -> None:
     pytest.importorskip("torch")
-    from vlcli.steps.crop import CropSettings, CropStep
+    from vlcli.steps.crop.step import CropSettings, CropStep
 
     # 32x60000, a 20 KB PNG: resizing its short side to 1024 makes 1024x1920000 pixels (5.9 GB of RGB).
     table = table_of(tmp_path, [png((32, 60000))])
@@ -72,7 +72,7 @@ def test_export_upscaling_a_one_pixel_strip_is_skipped_with_the_numbers() -> Non
 
 
 def test_bin_skips_a_strip_that_clip_would_resize_to_gigabytes() -> None:
-    from vlcli.steps.bin import CLIP_MAX_SIDE, BinSettings, BinStep
+    from vlcli.steps.bin.step import CLIP_MAX_SIDE, BinSettings, BinStep
 
     # CLIP resizes the short side to its input size first: 1x50000 would become 448x22400000.
     step = BinStep(BinSettings(ocr="none", detector="none"))  # no model is loaded to prepare a row
@@ -112,8 +112,8 @@ def test_large_pngs_are_reduced_while_decoding_when_a_step_needs_fewer_pixels() 
 
 
 def test_filter_hashes_a_png_at_full_size_and_keeps_a_small_copy_for_the_nsfw_model() -> None:
-    from vlcli.phash import phash_bytes, to_int64
-    from vlcli.steps.filter import FilterStep, ScoreSettings
+    from vlcli.steps.filter.phash import phash_bytes, to_int64
+    from vlcli.steps.filter.step import FilterStep, ScoreSettings
 
     data = png((4000, 3000), "RGB")
     img, digest = FilterStep(ScoreSettings(nsfw="none")).prepare(

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from vlcli.backends import create
 from vlcli.cli.app import app
 from vlcli.errors import ModelLoadError
-from vlcli.storage import Table
+from vlcli.table.storage import Table
 
 torch = pytest.importorskip("torch")
 runner = CliRunner()

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from conftest import jpeg_bytes, table_rows
 
-from vlcli.schema import ingest_schema
-from vlcli.storage import Table
+from vlcli.table.schema import ingest_schema
+from vlcli.table.storage import Table
 
 # Forks after importing polars and Lance (and before either starts a thread), so each run pays for the
 # query and the interpreter's exit, not for the imports; the child exits through normal shutdown, where
 # the abort happened.
 REPEAT = """
 import os, sys
-from vlcli.query import query
-from vlcli.storage import Table
+from vlcli.table.query import query
+from vlcli.table.storage import Table
 
 path, sql, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 codes = []

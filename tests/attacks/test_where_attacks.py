@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from vlcli.cli.app import app
 from vlcli.cli.reference import commands
 from vlcli.errors import QueryError
-from vlcli.export import row_filter
-from vlcli.predicate import conjoin, parse_where
-from vlcli.storage import Table
+from vlcli.exports.export import row_filter
+from vlcli.table.predicate import conjoin, parse_where
+from vlcli.table.storage import Table
 
 GOOD_ROWS = 6
 

@@ -58,7 +58,8 @@ class Backend:
 
 
 def _builtin(capability: str, name: str, target: str, *requires: str) -> Backend:
-    return Backend(capability, name, "vlcli.backends." + target, requires)
+    module = target if target.startswith("vlcli.") else "vlcli.backends." + target
+    return Backend(capability, name, module, requires)
 
 
 _TORCH = ("torch", "torchvision")
@@ -76,7 +77,7 @@ BUILTIN = (
     _builtin(
         "generator", "transformers", "transformers_generator:TransformersGenerator", "torch", "transformers"
     ),
-    _builtin("generator", "stub", "stub_generator:StubGenerator"),
+    _builtin("generator", "stub", "vlcli.testing.stub_generator:StubGenerator"),
 )
 _TABLE: dict[tuple[str, str], Backend] = {(b.capability, b.name): b for b in BUILTIN}
 RUNTIME_ORIGIN = "registered in this process"  # a register() call outside a plugin's import, e.g. a test

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from vlcli.binning import RULES, BinRules
 from vlcli.cli.common import StepFlags, choice, handles_errors, step_flags
 from vlcli.cli.render import render
-from vlcli.steps.bin import FEATURES, SPEC, BinSettings, explain, run_bin
-from vlcli.storage import Table
+from vlcli.steps.bin.rules import RULES, BinRules
+from vlcli.steps.bin.step import FEATURES, SPEC, BinSettings, explain, run_bin
+from vlcli.table.storage import Table
 
 
 def _criteria(items: list[str]) -> dict[str, str]:

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from vlcli import config
 from vlcli.cli import bin, crop, filter, ingest, run, synth, validate
 from vlcli.cli.common import handles_errors
 from vlcli.cli.render import console
-from vlcli.configfile import render
 from vlcli.errors import UsageError
-from vlcli.presets import HELP as PRESET_HELP
+from vlcli.run import config
+from vlcli.run.configfile import render
+from vlcli.run.presets import HELP as PRESET_HELP
 
 app = typer.Typer(help="Write or check a vl.yaml (settings for `vl run`).", no_args_is_help=True)
 # The commands whose flags are config keys, by section (each key is also a flag of its command).
@@ -85,7 +85,7 @@ def config_reference() -> str:
         "1. the defaults below (the same as each step command's defaults);\n"
         "2. the preset (`--preset` or `run.preset`): `default` changes nothing, `fast` picks small models\n"
         "   (crop `facebook/dinov2-small`, bin `yolo11n.pt`, synth `transformers` with a 0.5B instruct\n"
-        "   model), `offline` uses only what runs without a model hub (see `vlcli/presets.py`); in short:\n"
+        "   model), `offline` uses only what runs without a model hub (see `vlcli/run/presets.py`); in short:\n"
         f"   {PRESET_HELP}\n"
         "3. the file given with `--config` (a `vl.yaml`, or DCVLR's `default_config.yaml`, whose keys with a\n"
         "   `vl` meaning are mapped and the rest listed as ignored);\n"

@@ -10,10 +10,10 @@ import typer
 
 from vlcli.cli.common import Quiet, RichProgress, handles_errors
 from vlcli.cli.render import console, err_console, human_bytes, render
-from vlcli.demo import DEFAULT_DIRECTORY, DEFAULT_IMAGES, EXPORT_NAME, DemoResult, run_demo
-from vlcli.samples import MIN_IMAGES
-from vlcli.status import table_status
-from vlcli.storage import Table
+from vlcli.demo.demo import DEFAULT_DIRECTORY, DEFAULT_IMAGES, EXPORT_NAME, DemoResult, run_demo
+from vlcli.demo.samples import MIN_IMAGES
+from vlcli.review.status import table_status
+from vlcli.table.storage import Table
 from vlcli.testing.tiny_models import BANNER
 
 # Plural labels for the sample kinds, in the order the summary lists them.

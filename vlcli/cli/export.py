@@ -10,10 +10,10 @@ import typer
 
 from vlcli.cli.common import Quiet, RichProgress, handles_errors
 from vlcli.cli.render import render
-from vlcli.export import DEFAULT_SHARD_ROWS, export
-from vlcli.qa_records import QAOptions
-from vlcli.storage import Table
-from vlcli.views import ViewOptions
+from vlcli.exports.export import DEFAULT_SHARD_ROWS, export
+from vlcli.exports.records import QAOptions
+from vlcli.exports.views import ViewOptions
+from vlcli.table.storage import Table
 
 
 @handles_errors

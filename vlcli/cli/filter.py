@@ -9,8 +9,8 @@ import typer
 
 from vlcli.cli.common import StepFlags, handles_errors, step_flags
 from vlcli.cli.render import render
-from vlcli.steps.filter import SPEC, FilterRules, ScoreSettings, run_filter
-from vlcli.storage import Table
+from vlcli.steps.filter.step import SPEC, FilterRules, ScoreSettings, run_filter
+from vlcli.table.storage import Table
 
 
 @handles_errors

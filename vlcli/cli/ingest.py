@@ -1,4 +1,4 @@
-"""`vl ingest SRC TABLE`: parse options, call `vlcli.ingest.ingest` once, print the summary."""
+"""`vl ingest SRC TABLE`: parse options, call `vlcli.ingestion.ingest.ingest` once, print the summary."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from vlcli.cli.common import Quiet, RichProgress, handles_errors
 from vlcli.cli.render import render
 from vlcli.images import DEFAULT_MAX_PIXELS
-from vlcli.ingest import DEFAULT_MAX_FILE_SIZE, IngestOptions, ingest
+from vlcli.ingestion.ingest import DEFAULT_MAX_FILE_SIZE, IngestOptions, ingest
 
 Src = Annotated[
     str,

@@ -16,8 +16,8 @@ from rich.table import Table as RichTable
 
 from vlcli.cli.common import handles_errors
 from vlcli.cli.render import console
-from vlcli.query import printable, query
-from vlcli.storage import Table
+from vlcli.table.query import printable, query
+from vlcli.table.storage import Table
 
 DEFAULT_TABLE_ROWS = 50
 MIN_COLUMN_WIDTH = 8  # a column narrower than this shows only '…': leave it out and say so

@@ -11,17 +11,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from vlcli.binning import BINS
-from vlcli.export import ExportReport
-from vlcli.ingest import IngestReport
-from vlcli.pipeline import PipelineReport, Plan
-from vlcli.repair import RepairReport
-from vlcli.review_cards import ReviewReport
-from vlcli.status import TableStatus
+from vlcli.exports.export import ExportReport
+from vlcli.ingestion.ingest import IngestReport
+from vlcli.review.cards import ReviewReport
+from vlcli.review.status import TableStatus
+from vlcli.run.pipeline import PipelineReport, Plan
 from vlcli.steps.base import StepReport, Summary
-from vlcli.steps.bin import BinReport, Explanation
-from vlcli.steps.filter import FilterReport
-from vlcli.steps.validate import ValidateReport
+from vlcli.steps.bin.rules import BINS
+from vlcli.steps.bin.step import BinReport, Explanation
+from vlcli.steps.filter.step import FilterReport
+from vlcli.steps.validate.step import ValidateReport
+from vlcli.table.repair import RepairReport
 
 console = Console()
 err_console = Console(stderr=True)

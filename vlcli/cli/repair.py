@@ -10,8 +10,8 @@ import typer
 
 from vlcli.cli.common import handles_errors
 from vlcli.cli.render import render
-from vlcli.repair import repair
-from vlcli.storage import ORPHAN_AGE
+from vlcli.table.repair import repair
+from vlcli.table.storage import ORPHAN_AGE
 
 DEFAULT_TEMP_AGE = ORPHAN_AGE.total_seconds() / 60
 TablePath = Annotated[Path, typer.Argument(help="The table to repair.")]

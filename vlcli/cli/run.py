@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from vlcli import config
 from vlcli.cli.common import Quiet, RichProgress, handles_errors
 from vlcli.cli.render import console, err_console, render
-from vlcli.pipeline import plan, resolve, run_pipeline
-from vlcli.presets import HELP as PRESET_HELP
+from vlcli.run import config
+from vlcli.run.pipeline import plan, resolve, run_pipeline
+from vlcli.run.presets import HELP as PRESET_HELP
 from vlcli.testing.tiny_models import BANNER
 
 MODEL_STEPS = ("filter", "crop", "bin", "synth", "validate")

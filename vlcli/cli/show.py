@@ -9,8 +9,8 @@ import typer
 
 from vlcli.cli.common import Quiet, RichProgress, handles_errors
 from vlcli.cli.render import render
-from vlcli.review import DEFAULT_LIMIT, DEFAULT_THUMB_SIZE, write_review
-from vlcli.storage import Table
+from vlcli.review.page import DEFAULT_LIMIT, DEFAULT_THUMB_SIZE, write_review
+from vlcli.table.storage import Table
 
 
 @handles_errors

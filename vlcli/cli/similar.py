@@ -10,8 +10,8 @@ from rich.table import Table as RichTable
 
 from vlcli.cli.common import handles_errors
 from vlcli.cli.render import console
-from vlcli.similar import build_index, similar
-from vlcli.storage import Table
+from vlcli.table.similar import build_index, similar
+from vlcli.table.storage import Table
 
 
 @handles_errors

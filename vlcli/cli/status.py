@@ -10,8 +10,8 @@ import typer
 
 from vlcli.cli.common import handles_errors
 from vlcli.cli.render import render
-from vlcli.status import table_status
-from vlcli.storage import Table
+from vlcli.review.status import table_status
+from vlcli.table.storage import Table
 
 
 @handles_errors

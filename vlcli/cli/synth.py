@@ -18,9 +18,9 @@ from vlcli.cli.common import (
     step_flags,
 )
 from vlcli.cli.render import render
-from vlcli.replies import MODES
-from vlcli.steps.synth import DEFAULT_MODEL, SPEC, SynthSettings, run_synth
-from vlcli.storage import Table
+from vlcli.steps.synth.replies import MODES
+from vlcli.steps.synth.step import DEFAULT_MODEL, SPEC, SynthSettings, run_synth
+from vlcli.table.storage import Table
 
 
 def _key_values(items: list[str]) -> dict[str, Any]:

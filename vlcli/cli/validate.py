@@ -16,10 +16,10 @@ from vlcli.cli.common import (
     step_flags,
 )
 from vlcli.cli.render import render
-from vlcli.model_checks import CheckSettings
-from vlcli.steps.validate import SPEC, run_validate
-from vlcli.storage import Table
-from vlcli.validation import ValidationRules
+from vlcli.steps.validate.model_checks import CheckSettings
+from vlcli.steps.validate.rules import ValidationRules
+from vlcli.steps.validate.step import SPEC, run_validate
+from vlcli.table.storage import Table
 
 
 @handles_errors

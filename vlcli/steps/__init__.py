@@ -6,11 +6,11 @@ from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport,
 
 # The built-in steps by name, in pipeline order, imported only when asked for.
 BUILT_IN = {
-    "filter": "vlcli.steps.filter:FilterStep",
-    "crop": "vlcli.steps.crop:CropStep",
-    "bin": "vlcli.steps.bin:BinStep",
-    "synth": "vlcli.steps.synth:SynthStep",
-    "validate": "vlcli.steps.validate:ValidateStep",
+    "filter": "vlcli.steps.filter.step:FilterStep",
+    "crop": "vlcli.steps.crop.step:CropStep",
+    "bin": "vlcli.steps.bin.step:BinStep",
+    "synth": "vlcli.steps.synth.step:SynthStep",
+    "validate": "vlcli.steps.validate.step:ValidateStep",
 }
 
 

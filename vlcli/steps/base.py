@@ -25,8 +25,8 @@ import pyarrow as pa
 from vlcli import __version__
 from vlcli.errors import RowSkipped as RowSkipped  # raised by `prepare` or `process` to skip a row
 from vlcli.errors import StepInterrupted, UsageError
-from vlcli.schema import Column, status_column
-from vlcli.storage import Table
+from vlcli.table.schema import Column, status_column
+from vlcli.table.storage import Table
 from vlcli.text import one_line
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ def return_freed_memory() -> bool:
     glibc raises that threshold to 32 MB as big blocks are freed, after which image buffers (Pillow
     allocates them in 16 MB blocks) come from per-thread heaps that do not shrink: `vl bin` grew to 3 GB
     on six 10000x10000 PNGs, 1.9 GB with this. Set at every run: ingest sets the opposite for its own
-    buffers (see vlcli.ingest.tune_allocator)."""
+    buffers (see vlcli.ingestion.ingest.tune_allocator)."""
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -1,0 +1,1 @@
+"""`vl ingest`: where images come from (sources) and how they become rows (ingest)."""

@@ -1,0 +1,1 @@
+"""`vl crop`: the step (step) and its pure box geometry (geometry)."""

@@ -1,0 +1,1 @@
+"""`vl synth`: the step (step), its prompts (prompts), reading model replies (replies), the Q/A item (qa)."""
