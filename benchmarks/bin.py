@@ -76,7 +76,7 @@ def vl_way(
     table_path: str, settings: BinSettings, batch_size: int, models: dict[str, Any]
 ) -> tuple[float, dict[str, float]]:
     """`vl bin`'s step over the table, reusing loaded models; returns seconds and per-model seconds."""
-    from vlcli.steps.base import run_step
+    from vlcli.steps.runner import run_step
 
     step = BinStep(settings, BinRules())
     step.setup = lambda: None  # type: ignore[method-assign]  # models are loaded once, outside the timing

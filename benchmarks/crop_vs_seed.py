@@ -49,8 +49,9 @@ from _seed_crop import SeedConfig, SeedTimes, cpu_seconds, run_seed
 from vlcli.demo.samples import draw_scene
 from vlcli.exports.export import export
 from vlcli.ingestion.ingest import ingest
-from vlcli.steps.base import RunOptions, run_step
+from vlcli.steps.base import RunOptions
 from vlcli.steps.crop.step import CropSettings, CropStep
+from vlcli.steps.runner import run_step
 from vlcli.table.storage import Table
 
 Box = tuple[int, int, int, int]

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vlcli.steps.base import RunOptions, Step, run_step
+from vlcli.steps.base import RunOptions, Step
+from vlcli.steps.runner import run_step
 from vlcli.table.schema import Column, ingest_schema
 from vlcli.table.storage import Table
 

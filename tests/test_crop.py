@@ -16,9 +16,10 @@ transformers = pytest.importorskip("transformers")
 
 from conftest import table_rows  # noqa: E402
 
-from vlcli.steps.base import RunOptions, run_step  # noqa: E402
+from vlcli.steps.base import RunOptions  # noqa: E402
 from vlcli.steps.crop.geometry import resized_size, seed_boxes, to_original  # noqa: E402
 from vlcli.steps.crop.step import CropSettings, CropStep  # noqa: E402
+from vlcli.steps.runner import run_step  # noqa: E402
 from vlcli.table.schema import ingest_schema  # noqa: E402
 from vlcli.table.storage import Table  # noqa: E402
 
@@ -156,7 +157,8 @@ KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import fake_steps  # noqa: F401  (puts tests/ on the path for the spawn pool)
-from vlcli.steps.base import RunOptions, run_step
+from vlcli.steps.base import RunOptions
+from vlcli.steps.runner import run_step
 from vlcli.steps.crop.step import CropSettings, CropStep
 from vlcli.table.storage import Table
 

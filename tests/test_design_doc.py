@@ -21,7 +21,10 @@ def _section(title: str) -> str:
 def test_the_behaviour_table_names_every_module() -> None:
     table = _section("Where each behaviour lives")
     named = set(re.findall(r"`([\w/]+\.(?:py|css|js))`", table))
-    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")} | {"review/review.css", "review/review.js"}
+    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")} | {
+        "review/review.css",
+        "review/review.js",
+    }
     assert sorted(modules - named) == [], "add them to docs/design.md's table"
     assert sorted(named - modules) == [], "docs/design.md names modules that are gone"
 

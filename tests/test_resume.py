@@ -13,14 +13,16 @@ from pathlib import Path
 
 from fake_steps import DigestStep
 
-from vlcli.steps.base import RunOptions, run_step
+from vlcli.steps.base import RunOptions
+from vlcli.steps.runner import run_step
 from vlcli.table.storage import Table
 
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from fake_steps import DigestStep
-from vlcli.steps.base import RunOptions, run_step
+from vlcli.steps.base import RunOptions
+from vlcli.steps.runner import run_step
 from vlcli.table.storage import Table
 run_step(Table.open({table!r}), DigestStep(log={log!r}, delay=0.15), RunOptions(batch_size=4, workers=2, commit_rows=4))
 """

@@ -10,8 +10,9 @@ import pytest
 from fake_steps import DigestStep, SkipOddStep
 
 from vlcli.errors import StepInterrupted, UsageError
-from vlcli.steps.base import RunOptions, Step, reason_key, run_step
+from vlcli.steps.base import RunOptions, Step, reason_key
 from vlcli.steps.filter.step import KEPT
+from vlcli.steps.runner import run_step
 from vlcli.table.schema import FILTER_KEEP
 from vlcli.table.storage import Table
 

@@ -15,8 +15,8 @@ import pytest
 
 from vlcli.errors import UsageError
 from vlcli.steps import BUILT_IN, Step, Summary, spec, step_class
-from vlcli.steps.base import run_step
 from vlcli.steps.filter.step import FilterRules, ScoreSettings
+from vlcli.steps.runner import run_step
 from vlcli.steps.synth.step import SynthSettings, synth_step
 from vlcli.steps.validate.step import make_step
 from vlcli.table.schema import Column
@@ -124,7 +124,7 @@ def test_a_step_built_from_its_settings_runs_in_another_process(
     payload.write_bytes(pickle.dumps(step))
     code = (
         "import pickle, sys\n"
-        "from vlcli.steps.base import run_step\n"
+        "from vlcli.steps.runner import run_step\n"
         "from vlcli.table.storage import Table\n"
         "step = pickle.loads(open(sys.argv[1], 'rb').read())\n"
         "report = run_step(Table.open(sys.argv[2]), step)\n"

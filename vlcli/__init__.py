@@ -22,7 +22,7 @@ _EXPORTS = {
     "StepReport": "vlcli.steps.base",
     "RunOptions": "vlcli.steps.base",
     "RowSkipped": "vlcli.steps.base",
-    "run_step": "vlcli.steps.base",
+    "run_step": "vlcli.steps.runner",
     "Column": "vlcli.table.schema",
     "ingest": "vlcli.ingestion.ingest",
     "IngestOptions": "vlcli.ingestion.ingest",

@@ -17,7 +17,9 @@ from PIL import Image
 
 from vlcli.exports.views import ViewOptions, render
 from vlcli.images import STEP_MAX_PIXELS, TooLarge, decode, view_bytes
-from vlcli.steps.base import CHUNK_ROWS, RunOptions, Step, error_status, run_step
+from vlcli.steps.base import RunOptions, Step, error_status
+from vlcli.steps.local import CHUNK_ROWS
+from vlcli.steps.runner import run_step
 from vlcli.table.schema import Column, ingest_schema
 from vlcli.table.storage import Table
 

@@ -9,8 +9,8 @@ import typer
 
 from vlcli.cli.common import StepFlags, handles_errors, step_flags
 from vlcli.cli.render import render
-from vlcli.steps.base import run_step
 from vlcli.steps.crop.step import SPEC, CropSettings, CropStep, parse_aspects, parse_scales
+from vlcli.steps.runner import run_step
 from vlcli.table.storage import Table
 
 

@@ -13,7 +13,8 @@ import pyarrow as pa
 
 from vlcli.errors import UsageError
 from vlcli.images import Box, ImageProblem, view_bytes
-from vlcli.steps.base import reason_key, return_freed_memory
+from vlcli.steps.base import reason_key
+from vlcli.steps.local import return_freed_memory
 from vlcli.table import schema
 
 CROP_BOX = schema.CROP_BOX.name

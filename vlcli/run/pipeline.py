@@ -26,7 +26,8 @@ from vlcli.run.config import DEFAULT_STEPS, Settings
 from vlcli.run.presets import preset
 from vlcli.steps import BUILT_IN
 from vlcli.steps import spec as step_spec
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport, run_step
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport
+from vlcli.steps.runner import run_step
 from vlcli.table.storage import Table
 
 ProgressFactory = Callable[[], Progress]

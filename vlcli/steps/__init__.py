@@ -2,7 +2,8 @@
 
 import importlib
 
-from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, StepSpec, Summary, run_step
+from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, StepSpec, Summary
+from vlcli.steps.runner import run_step
 
 # The built-in steps by name, in pipeline order, imported only when asked for.
 BUILT_IN = {

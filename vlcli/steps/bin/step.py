@@ -12,10 +12,11 @@ import pyarrow as pa
 from vlcli.backends import create
 from vlcli.errors import UsageError
 from vlcli.images import check_pixels, clamp_box, decode_view, short_side_size
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary, run_step
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary
 from vlcli.steps.bin.features import dispersion, num_classes, text_area_ratio
 from vlcli.steps.bin.rules import BINS, BinRules, Features, assign
 from vlcli.steps.filter.step import KEPT
+from vlcli.steps.runner import run_step
 from vlcli.table.schema import (
     BIN,
     BIN_FEATURES,

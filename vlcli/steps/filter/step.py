@@ -13,9 +13,10 @@ import pyarrow as pa
 from vlcli.backends import create
 from vlcli.errors import UsageError
 from vlcli.images import decode, decode_budget, shrink
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary, run_step
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary
 from vlcli.steps.filter.dedup import dedup
 from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, to_int64
+from vlcli.steps.runner import run_step
 from vlcli.table.schema import (
     DATASET,
     DUP_OF,

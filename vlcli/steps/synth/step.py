@@ -17,8 +17,9 @@ from vlcli.backends import create
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, Message, image_part, text_part
 from vlcli.errors import UsageError
 from vlcli.images import view_jpeg
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, run_step
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec
 from vlcli.steps.filter.step import KEPT
+from vlcli.steps.runner import run_step
 from vlcli.steps.synth import prompts
 from vlcli.steps.synth.prompts import Facts, Template
 from vlcli.steps.synth.replies import MODES, Mode, ReplyError, parse_items, reply_schema

@@ -15,8 +15,9 @@ import pyarrow as pa
 from vlcli.backends import create
 from vlcli.errors import UsageError
 from vlcli.images import ImageProblem, view_jpeg
-from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, StepSpec, Summary, run_step
+from vlcli.steps.base import Progress, RowSkipped, RunOptions, Step, StepReport, StepSpec, Summary
 from vlcli.steps.filter.step import KEPT
+from vlcli.steps.runner import run_step
 from vlcli.steps.synth.qa import QAItem
 from vlcli.steps.validate.model_checks import (
     CheckSettings,
