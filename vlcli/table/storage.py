@@ -1,4 +1,7 @@
-"""The only module that talks to Lance: create, add columns, pending scans, write-back, versions."""
+"""The only module that talks to Lance: create, add columns, pending scans, write-back, versions.
+
+A table is any Lance URI (a local folder, `file://`, `s3://`, `gs://`, `az://`), kept as a plain string
+(`Path("s3://b/t")` would collapse the `//`), with storage options passed to every Lance call."""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import lance
 import polars as pl
@@ -22,6 +27,7 @@ from vlcli.errors import (
     TableExistsError,
     TableNotFoundError,
     TableWriteError,
+    UsageError,
     VlError,
 )
 from vlcli.text import first_line
@@ -43,6 +49,62 @@ _TEMP_PREFIX = ".tmp"
 ORPHAN_AGE = timedelta(minutes=10)
 _NOT_WRITABLE = ("permission denied", "not permitted", "read-only file system", "os error 13", "os error 30")
 _RUST_LOCATION = re.compile(r",?\s*\S+\.rs:\d+:\d+")
+# Cleaning a version deletes data files only it referenced, and a reader pinned to it (a long export, a
+# review page, a worker's snapshot, another step) then fails with `Not found`. Steps and ingest clean only
+# versions older than this window, which outlasts any run; `vl optimize --older-than` cleans sooner on demand.
+KEEP_VERSIONS = timedelta(days=7)
+KEEP_VERSIONS_ENV = "VL_KEEP_VERSIONS"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Set once by the CLI from `--storage-option KEY=VALUE`: every table opened without its own options uses them.
+_default_storage_options: dict[str, str] = {}
+
+
+def set_default_storage_options(options: Mapping[str, str]) -> None:
+    """Storage options for every table this process opens without options of its own."""
+    _default_storage_options.clear()
+    _default_storage_options.update(options)
+
+
+def parse_storage_option(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` as (key, value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--storage-option expects KEY=VALUE (e.g. region=us-east-1), got {text!r}")
+    return key.strip(), value
+
+
+def parse_duration(text: str, what: str = "duration") -> timedelta:
+    """`90s`, `30m`, `2h`, `7d` or `1w` as a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise UsageError(f"{what} expects a number and a unit (s, m, h, d, w), e.g. 2h or 7d; got {text!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def keep_versions() -> timedelta:
+    """The retention window: versions younger than this are never cleaned by a step ($VL_KEEP_VERSIONS)."""
+    text = os.environ.get(KEEP_VERSIONS_ENV)
+    return KEEP_VERSIONS if not text else parse_duration(text, KEEP_VERSIONS_ENV)
+
+
+def local_path(uri: str | os.PathLike[str]) -> str | None:
+    """The local folder a table URI names (a plain path or `file://`), or None for object storage."""
+    text = os.fspath(uri)
+    parsed = urlparse(text)
+    if parsed.scheme == "file":
+        return unquote(parsed.path)
+    if len(parsed.scheme) <= 1:  # no scheme (or a Windows drive letter)
+        return text
+    return None
+
+
+@dataclass
+class Cleanup:
+    """What cleaning old versions removed."""
+
+    versions: int
+    bytes: int
 
 
 def _is_conflict(exc: BaseException) -> bool:
@@ -62,58 +124,109 @@ def _retry(action: Any, attempts: int = 8) -> Any:
     raise AssertionError("unreachable")
 
 
-def table_exists(path: str | os.PathLike[str]) -> bool:
-    """Whether `path` holds a Lance dataset."""
-    return os.path.isdir(os.path.join(os.fspath(path), "_versions"))
+def table_exists(path: str | os.PathLike[str], storage_options: Mapping[str, str] | None = None) -> bool:
+    """Whether `path` (a folder or a Lance URI) holds a Lance dataset."""
+    local = local_path(path)
+    if local is not None:
+        return os.path.isdir(os.path.join(local, "_versions"))
+    try:
+        _open_dataset(os.fspath(path), _options(storage_options))
+    except TableNotFoundError:
+        return False
+    return True
+
+
+def _options(storage_options: Mapping[str, str] | None) -> dict[str, str]:
+    return dict(_default_storage_options if storage_options is None else storage_options)
+
+
+def _open_dataset(uri: str, options: dict[str, str], version: int | None = None) -> lance.LanceDataset:
+    """`lance.dataset` with one-line errors naming `uri`: not found, or why it cannot be read."""
+    try:
+        return lance.dataset(uri, version=version, storage_options=options or None)
+    except (ValueError, OSError, RuntimeError) as exc:
+        reason = _RUST_LOCATION.sub("", first_line(exc))
+        if "not found" in reason.lower() and "error performing" not in reason.lower():
+            raise TableNotFoundError(f"no vl table at {uri!r} (create one with `vl ingest SRC TABLE`)") from exc
+        reason = re.sub(r"^LanceError\(\w+\):\s*", "", reason).strip()
+        raise TableNotFoundError(
+            f"cannot open table {uri!r}: {reason} (check the URI and --storage-option)"
+        ) from exc
 
 
 class Table:
     """One Lance dataset: the system of record, one row per image."""
 
-    def __init__(self, path: str | os.PathLike[str], dataset: lance.LanceDataset) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        dataset: lance.LanceDataset,
+        storage_options: Mapping[str, str] | None = None,
+    ) -> None:
         self.path = os.fspath(path)
+        self.storage_options = _options(storage_options)
         self._ds = dataset
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The URI, options and version: another process (a worker, a Ray actor) reopens the same snapshot."""
+        return {"path": self.path, "storage_options": self.storage_options, "version": self.version}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Reopen the table pickled by `__getstate__`."""
+        self.path, self.storage_options = state["path"], state["storage_options"]
+        self._ds = _open_dataset(self.path, self.storage_options, state["version"])
+
+    @property
+    def local_path(self) -> str | None:
+        """The table's local folder, or None when it lives on object storage."""
+        return local_path(self.path)
 
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Table:
-        """Open an existing table."""
-        if not table_exists(path):
-            raise TableNotFoundError(
-                f"no vl table at {os.fspath(path)!r} (create one with `vl ingest SRC TABLE`)"
-            )
-        return cls(path, lance.dataset(os.fspath(path)))
+    def open(cls, path: str | os.PathLike[str], storage_options: Mapping[str, str] | None = None) -> Table:
+        """Open an existing table (a folder or a Lance URI)."""
+        uri, options = os.fspath(path), _options(storage_options)
+        if local_path(uri) is not None and not table_exists(uri):
+            raise TableNotFoundError(f"no vl table at {uri!r} (create one with `vl ingest SRC TABLE`)")
+        return cls(uri, _open_dataset(uri, options), options)
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], schema: pa.Schema) -> Table:
+    def create(
+        cls, path: str | os.PathLike[str], schema: pa.Schema, storage_options: Mapping[str, str] | None = None
+    ) -> Table:
         """Create an empty table with `schema` (`id`, when present, as its primary key)."""
-        if table_exists(path):
-            raise TableExistsError(f"a table already exists at {os.fspath(path)!r}")
+        uri, options = os.fspath(path), _options(storage_options)
+        if table_exists(uri, options):
+            raise TableExistsError(f"a table already exists at {uri!r}")
         try:
-            ds = lance.write_dataset(_storage_schema(schema).empty_table(), os.fspath(path), mode="create")
+            ds = lance.write_dataset(
+                _storage_schema(schema).empty_table(), uri, mode="create", storage_options=options or None
+            )
         except OSError as exc:
-            if table_exists(path):
-                raise TableExistsError(f"a table already exists at {os.fspath(path)!r}") from exc
-            raise _write_error(os.fspath(path), exc, creating=True) from exc
-        return cls(path, ds)
+            if table_exists(uri, options):
+                raise TableExistsError(f"a table already exists at {uri!r}") from exc
+            raise _write_error(uri, exc, creating=True) from exc
+        return cls(uri, ds, options)
 
     @classmethod
-    def open_or_create(cls, path: str | os.PathLike[str], schema: pa.Schema) -> Table:
+    def open_or_create(
+        cls, path: str | os.PathLike[str], schema: pa.Schema, storage_options: Mapping[str, str] | None = None
+    ) -> Table:
         """Open the table at `path`, creating it with `schema` when absent."""
-        if table_exists(path):
-            return cls.open(path)
+        if table_exists(path, storage_options):
+            return cls.open(path, storage_options)
         try:
-            return cls.create(path, schema)
+            return cls.create(path, schema, storage_options)
         except TableExistsError:
-            return cls.open(path)  # another process created it a moment ago
+            return cls.open(path, storage_options)  # another process created it a moment ago
 
     def snapshot(self) -> Table:
         """A handle pinned to the current version: reads stay consistent while others commit."""
-        return Table(self.path, self._ds)
+        return Table(self.path, self._ds, self.storage_options)
 
     def refresh(self) -> None:
         """Move to the latest committed version (other processes may have written)."""
-        self._ds = lance.dataset(self.path)
+        self._ds = _open_dataset(self.path, self.storage_options)
 
     # --- reading ---------------------------------------------------------------------------
     @property
@@ -219,7 +332,7 @@ class Table:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """Turn Lance's write failures into one-line errors that say what is wrong with the table."""
-        if not table_exists(self.path):
+        if self.local_path is not None and not table_exists(self.path):
             raise _write_error(self.path, None)
         try:
             yield
@@ -246,7 +359,11 @@ class Table:
             return
         data = self._conform(rows)
         with self._writing():
-            self._ds = _retry(lambda: lance.write_dataset(data, self.path, mode="append"))
+            self._ds = _retry(
+                lambda: lance.write_dataset(
+                    data, self.path, mode="append", storage_options=self.storage_options or None
+                )
+            )
 
     def insert_new(self, rows: pa.Table) -> int:
         """Append the rows whose `id` the table lacks (even if another process adds it meanwhile); return
@@ -318,10 +435,11 @@ class Table:
 
     def remove_orphan_files(self, older_than: timedelta = ORPHAN_AGE) -> tuple[int, int]:
         """Delete the temporary files interrupted writes left in the table's folders, when untouched for
-        `older_than`; return (files, bytes) removed. Files that cannot be removed are left alone."""
+        `older_than`; return (files, bytes) removed. Files that cannot be removed are left alone.
+        A table on object storage has no such files (an upload is invisible until complete): (0, 0)."""
         cutoff = time.time() - older_than.total_seconds()
         files = size = 0
-        for root, _dirs, names in os.walk(self.path):
+        for root, _dirs, names in os.walk(self.local_path or ""):
             for name in names:
                 if not name.startswith(_TEMP_PREFIX):
                     continue
@@ -392,15 +510,22 @@ class Table:
         """How many versions are kept on disk."""
         return len(self._ds.versions())
 
-    def cleanup(self, older_than: timedelta = timedelta(seconds=30)) -> None:
-        """Delete old versions' files (tagged versions are kept)."""
+    def cleanup(self, older_than: timedelta | None = None) -> Cleanup:
+        """Delete the files of versions older than `older_than` (default: the retention window,
+        `keep_versions()`), except tagged ones; return what was removed."""
+        window = keep_versions() if older_than is None else older_than
         with self._writing():
-            self._ds.cleanup_old_versions(older_than=older_than, error_if_tagged_old_versions=False)
+            stats = self._ds.cleanup_old_versions(older_than=window, error_if_tagged_old_versions=False)
+        return Cleanup(versions=int(stats.old_versions), bytes=int(stats.bytes_removed))
 
     def size_on_disk(self) -> int:
-        """Bytes the table's folder takes on disk."""
+        """Bytes the table's folder takes on disk (on object storage: the current version's data files)."""
+        if self.local_path is None:
+            return sum(
+                f.file_size_bytes or 0 for frag in self._ds.get_fragments() for f in frag.metadata.files
+            )
         total = 0
-        for root, _dirs, files in os.walk(self.path):
+        for root, _dirs, files in os.walk(self.local_path):
             for f in files:
                 with contextlib.suppress(OSError):
                     total += os.path.getsize(os.path.join(root, f))
@@ -446,7 +571,7 @@ def _quote(value: str) -> str:
 
 def _write_error(path: str, exc: BaseException | None, creating: bool = False) -> VlError:
     """A one-line error for a failed write to the table at `path`: which table, what is wrong, what to do."""
-    if exc is None or (not creating and not table_exists(path)):
+    if exc is None or (not creating and local_path(path) is not None and not table_exists(path)):
         return TableWriteError(
             f"table {path!r} was deleted or moved during the run; nothing more was written to it"
         )
