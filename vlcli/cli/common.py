@@ -25,6 +25,7 @@ from rich.progress import (
 from vlcli.cli.render import err_console, render
 from vlcli.errors import StepInterrupted, UsageError, VlError
 from vlcli.steps.base import RunOptions, StepReport
+from vlcli.steps.runner import scale_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=str)
@@ -136,7 +137,48 @@ Redo = Annotated[
     bool, typer.Option("--redo", help="Recompute every row (after changing settings); resumable.")
 ]
 Workers = Annotated[
-    int, typer.Option("--workers", min=1, help="Prefetch workers that decode and prepare rows.")
+    int,
+    typer.Option(
+        "--workers", min=1, help="Prefetch workers that decode and prepare rows (--engine ray: model actors)."
+    ),
+]
+ShardFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="K/N",
+        help="Take only shard K of N (whole fragments) and skip the once-only work, to split a step "
+        "across machines by hand; afterwards run once without --shard.",
+    ),
+]
+Procs = Annotated[
+    int,
+    typer.Option("--procs", min=1, help="Run the rows in N worker processes, one shard each (CPU or GPU)."),
+]
+Gpus = Annotated[
+    str | None,
+    typer.Option(
+        "--gpus",
+        metavar="all|0,1,...",
+        help="One worker process per GPU (its CUDA_VISIBLE_DEVICES); all: every GPU this machine shows.",
+    ),
+]
+Engine = Annotated[
+    Literal["local", "ray"],
+    typer.Option("--engine", help="local: this machine; ray: a Ray cluster (pip install 'vlcli[ray]')."),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="--engine ray: the cluster (auto: the running one, or HOST:PORT; default: a local one).",
+    ),
+]
+GpusPerWorker = Annotated[
+    float | None,
+    typer.Option(
+        "--gpus-per-worker", min=0, help="--engine ray: GPUs per model actor (default: 1 with GPUs, else 0)."
+    ),
 ]
 Pool = Annotated[
     Literal["thread", "process"], typer.Option("--pool", help="Prefetch pool kind: thread or process.")
@@ -188,6 +230,12 @@ class StepFlags:
     device: str
     dtype: str
     trust_remote_code: bool
+    shard: str | None = None
+    procs: int = 1
+    gpus: str | None = None
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None
+    gpus_per_worker: float | None = None
 
     def options(self, default_batch: int) -> RunOptions:
         """The runner options (`default_batch` when --batch-size was not given)."""
@@ -199,6 +247,9 @@ class StepFlags:
             pool=self.pool,
             redo=self.redo,
             commit_seconds=self.commit_seconds,
+            **scale_options(
+                self.shard, self.procs, self.gpus, self.engine, self.address, self.gpus_per_worker
+            ),
         )
 
     def progress(self) -> RichProgress:
@@ -224,6 +275,12 @@ def step_flags(
         ("workers", Workers, 2),
         ("pool", Pool, "thread"),
         ("commit_seconds", CommitSeconds, 10.0),
+        ("shard", ShardFlag, None),
+        ("procs", Procs, 1),
+        ("gpus", Gpus, None),
+        ("engine", Engine, "local"),
+        ("address", Address, None),
+        ("gpus_per_worker", GpusPerWorker, None),
         ("quiet", Quiet, False),
     )
 

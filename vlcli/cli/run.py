@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vlcli.cli.common import Quiet, RichProgress, handles_errors
+from vlcli.cli.common import Address, Engine, Gpus, GpusPerWorker, Procs, Quiet, RichProgress, handles_errors
 from vlcli.cli.render import console, err_console, render
 from vlcli.run import config
 from vlcli.run.pipeline import plan, resolve, run_pipeline
@@ -50,6 +50,11 @@ def command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check the settings and print the plan; write nothing.")
     ] = False,
+    procs: Procs = 1,
+    gpus: Gpus = None,
+    engine: Engine = "local",
+    address: Address = None,
+    gpus_per_worker: GpusPerWorker = None,
     quiet: Quiet = False,
 ) -> None:
     """Run the whole pipeline: ingest SRC (when given), then every step in order.
@@ -68,7 +73,17 @@ def command(
                 highlight=False,
                 soft_wrap=True,
             )
-    flags = _flag_settings(steps, preset, set_values or [], device, sample, seed, file_settings)
+    scale = {
+        "procs": procs,
+        "gpus": gpus,
+        "engine": engine,
+        "address": address,
+        "gpus_per_worker": gpus_per_worker,
+    }
+    scale = {
+        k: v for k, v in scale.items() if v is not None and (k, v) not in (("procs", 1), ("engine", "local"))
+    }
+    flags = _flag_settings(steps, preset, set_values or [], device, sample, seed, file_settings, scale)
     settings = resolve(file_settings, flags, None)
     if settings["run"].get("preset") == "offline":
         err_console.print(f"[yellow]note:[/] {BANNER}", highlight=False, soft_wrap=True)
@@ -97,8 +112,9 @@ def _flag_settings(
     sample: int | None,
     seed: int | None,
     file_settings: config.Settings,
+    scale: dict[str, Any],
 ) -> config.Settings:
-    run: dict[str, Any] = {}
+    run: dict[str, Any] = dict(scale)
     if steps is not None:
         run["steps"] = [s.strip() for s in steps.split(",") if s.strip()]
     if preset is not None:

@@ -33,8 +33,18 @@ INGEST_KEYS = (
     "allow_external_paths",
     "batch_rows",
 )
-RUN_KEYS = ("steps", "preset", "sample", "seed")
-RUN_HINTS: dict[str, Any] = {"steps": list[str] | str, "preset": str, "sample": int | None, "seed": int}
+RUN_KEYS = ("steps", "preset", "sample", "seed", "procs", "gpus", "engine", "address", "gpus_per_worker")
+RUN_HINTS: dict[str, Any] = {
+    "steps": list[str] | str,
+    "preset": str,
+    "sample": int | None,
+    "seed": int,
+    "procs": int,
+    "gpus": str | int | list[int] | None,
+    "engine": str,
+    "address": str | None,
+    "gpus_per_worker": float | None,
+}
 DEFAULT_STEPS = tuple(BUILT_IN)
 # Values a config may expand to through YAML aliases: a few anchors are fine, a "billion laughs" is not.
 MAX_ALIAS_VALUES = 10_000

@@ -27,7 +27,7 @@ from vlcli.run.presets import preset
 from vlcli.steps import BUILT_IN
 from vlcli.steps import spec as step_spec
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport
-from vlcli.steps.runner import run_step
+from vlcli.steps.runner import run_step, scale_options
 from vlcli.table.storage import Table
 
 ProgressFactory = Callable[[], Progress]
@@ -116,7 +116,23 @@ def options(name: str, settings: Settings, where: str | None = None) -> RunOptio
     batch = step_spec(name).default_batch(*_settings(name, dict(settings.get(name, {}))))
     section = {k: v for k, v in settings.get(name, {}).items() if v is not None}  # null: the default
     values = {"batch_size": batch, "workers": DEFAULT_WORKERS, **section}
-    return config.run_options(values, where=where, redo_if_changed=True)
+    return config.run_options(values, where=where, redo_if_changed=True, **scale(settings))
+
+
+def scale(settings: Settings) -> dict[str, Any]:
+    """The scale-out options (`run.procs`, `run.gpus`, `run.engine`, ...) every step of a run uses."""
+    run = settings.get("run", {})
+    gpus = run.get("gpus")
+    if isinstance(gpus, (list, tuple, int)):
+        gpus = ",".join(str(g) for g in gpus) if isinstance(gpus, (list, tuple)) else str(gpus)
+    return scale_options(
+        None,
+        int(run.get("procs") or 1),
+        gpus,
+        str(run.get("engine") or "local"),
+        run.get("address"),
+        run.get("gpus_per_worker"),
+    )
 
 
 def check(

@@ -4,10 +4,13 @@ per shard) or on a Ray cluster; the once-only work around the rows is always don
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from vlcli.steps.base import Progress, RunOptions, Step, StepReport
+from vlcli.errors import UsageError
+from vlcli.steps.base import Progress, RunOptions, Shard, Step, StepReport
 from vlcli.steps.lifecycle import begin, end, pending_where
 from vlcli.steps.local import run_rows
+from vlcli.steps.procs import run_rows_in_processes
 from vlcli.table.storage import Table
 
 
@@ -32,7 +35,9 @@ def _run(table: Table, step: Step, opts: RunOptions, progress: Progress | None) 
     if progress is not None:
         progress.start(step.name, report.pending)
     try:
-        if report.pending:
+        if report.pending and opts.workers_processes > 1:
+            run_rows_in_processes(table, step, opts, where, report, progress)
+        elif report.pending:
             run_rows(table, step, opts, where, report, progress)
     finally:
         report.seconds = time.perf_counter() - started
@@ -42,3 +47,43 @@ def _run(table: Table, step: Step, opts: RunOptions, progress: Progress | None) 
         end(table, step, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def parse_gpus(text: str | None) -> tuple[str, ...]:
+    """`--gpus`: `all` (every GPU this machine shows) or a list of device ids like `0,1`."""
+    if text is None:
+        return ()
+    if text.strip() == "all":
+        from vlcli.steps.procs import visible_gpus  # TODO(lead): top-level once procs.py lands
+
+        found = visible_gpus()
+        if not found:
+            raise UsageError(
+                "--gpus all: no GPU found on this machine; use --procs N for CPU worker processes"
+            )
+        return found
+    ids = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not ids or not all(i.isdigit() for i in ids) or len(set(ids)) != len(ids):
+        raise UsageError(f"--gpus must be all or distinct device ids like 0,1 (not {text!r})")
+    return ids
+
+
+def scale_options(
+    shard: str | None,
+    procs: int,
+    gpus: str | None,
+    engine: str,
+    address: str | None,
+    gpus_per_worker: float | None,
+) -> dict[str, Any]:
+    """The RunOptions fields of the scale-out flags (--shard, --procs, --gpus, --engine, ...)."""
+    if engine != "ray" and (address is not None or gpus_per_worker is not None):
+        raise UsageError("--address and --gpus-per-worker go with --engine ray")
+    return {
+        "shard": Shard.parse(shard) if shard is not None else None,
+        "procs": procs,
+        "gpus": parse_gpus(gpus),
+        "engine": engine,
+        "address": address,
+        "gpus_per_worker": gpus_per_worker,
+    }

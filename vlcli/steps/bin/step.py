@@ -287,10 +287,10 @@ def run_bin(
     rules: BinRules | None = None,
     options: RunOptions | None = None,
     progress: Progress | None = None,
-) -> tuple[StepReport, BinReport]:
+) -> tuple[StepReport, BinReport | None]:
     """Compute features for pending rows (resumable), then the bins of the whole table."""
     report = run_step(table, BinStep(settings, rules), options, progress)
-    assert isinstance(report.summary, BinReport)
+    assert report.summary is None or isinstance(report.summary, BinReport)  # None: a shard (--shard)
     return report, report.summary
 
 

@@ -277,10 +277,10 @@ def run_filter(
     rules: FilterRules | None = None,
     options: RunOptions | None = None,
     progress: Progress | None = None,
-) -> tuple[StepReport, FilterReport]:
+) -> tuple[StepReport, FilterReport | None]:
     """Score pending rows (resumable), then recompute keep / reason / dup_of for the whole table."""
     report = run_step(table, FilterStep(settings, rules), options, progress)
-    assert isinstance(report.summary, FilterReport)
+    assert report.summary is None or isinstance(report.summary, FilterReport)  # None: a shard (--shard)
     return report, report.summary
 
 
