@@ -73,3 +73,11 @@ class StepInterrupted(VlError):
     def __init__(self, message: str, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class WorkerFailed(VlError):
+    """A worker process of a step run failed or was killed; what every worker committed is kept."""
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
