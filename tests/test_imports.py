@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import vlcli
@@ -67,3 +69,12 @@ def test_vlcli_has_no_import_cycles() -> None:
     modules = _modules()
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
     assert _cycles(graph) == []
+
+
+def test_public_functions_stay_callable_after_their_modules_load() -> None:
+    code = (
+        "import vlcli, vlcli.ingestion.ingest, vlcli.exports.export, vlcli.table.query\n"
+        "for name in ('ingest', 'export', 'query', 'similar'):\n"
+        "    assert callable(getattr(vlcli, name)) and callable(getattr(vlcli, name)), name\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
