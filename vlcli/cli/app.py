@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
+
+from vlcli.cli.common import handles_errors
+from vlcli.table.storage import parse_storage_option, set_default_storage_options
 
 
 def tidy_help(command: Any, ctx: Any) -> None:
@@ -55,6 +58,24 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+@handles_errors
+def options(
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            metavar="KEY=VALUE",
+            help="A Lance storage option for a table on object storage, e.g. region=us-east-1 or "
+            "aws_endpoint=http://minio:9000 (repeatable; credentials are better left to the usual "
+            "environment variables).",
+        ),
+    ] = None,
+) -> None:
+    """Turn a pile of raw images into a curated vision-language training set, one Lance table."""
+    set_default_storage_options(dict(parse_storage_option(o) for o in storage_option or []))
+
+
 def _register() -> None:
     # One module per command; each exposes `command`. Imported here so `vl --help` lists them all.
     from vlcli.cli import (
@@ -66,6 +87,7 @@ def _register() -> None:
         export,
         filter,
         ingest,
+        optimize,
         query,
         repair,
         run,
@@ -87,6 +109,7 @@ def _register() -> None:
     app.command("status")(status.command)
     app.command("query")(query.command)
     app.command("repair")(repair.command)
+    app.command("optimize")(optimize.command)
     app.command("similar")(similar.command)
     app.command("export")(export.command)
     app.command("show")(show.command)

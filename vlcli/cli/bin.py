@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,7 +26,10 @@ def _criteria(items: list[str]) -> dict[str, str]:
 @handles_errors
 @step_flags(SPEC.batch_size)
 def command(
-    table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
+    table: Annotated[
+        str,
+        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
+    ],
     features: Annotated[
         str, typer.Option(help="full (OCR, objects, caption, CLIP) or caption-only.")
     ] = "full",

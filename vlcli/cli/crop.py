@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,7 +16,10 @@ from vlcli.table.storage import Table
 @handles_errors
 @step_flags(SPEC.batch_size)
 def command(
-    table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
+    table: Annotated[
+        str,
+        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
+    ],
     model: Annotated[str, typer.Option(help="DINOv2/DINOv3 checkpoint: a hub id or a local folder.")] = (
         "facebook/dinov2-base"
     ),

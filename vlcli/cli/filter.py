@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +15,10 @@ from vlcli.table.storage import Table
 @handles_errors
 @step_flags(SPEC.batch_size)
 def command(
-    table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
+    table: Annotated[
+        str,
+        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
+    ],
     min_side: Annotated[
         int, typer.Option("--min-side", min=0, help="Reject images whose short side is smaller.")
     ] = 256,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +19,12 @@ Src = Annotated[
         show_default=False,
     ),
 ]
-TablePath = Annotated[Path, typer.Argument(help="The Lance table to add rows to (created when missing).")]
+TablePath = Annotated[
+    str,
+    typer.Argument(
+        help="The vl table to add rows to (created when missing): a .lance folder or a Lance URI (s3://, gs://, az://, file://)."
+    ),
+]
 Dataset = Annotated[
     str | None,
     typer.Option(

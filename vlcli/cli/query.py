@@ -6,7 +6,6 @@ import re
 import sys
 from collections.abc import Sequence
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any
 
 import polars as pl
@@ -33,7 +32,10 @@ class OutputFormat(str, Enum):
 
 @handles_errors
 def command(
-    table: Annotated[Path, typer.Argument(help="The table (a Lance folder).")],
+    table: Annotated[
+        str,
+        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
+    ],
     sql: Annotated[
         str,
         typer.Argument(

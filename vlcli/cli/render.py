@@ -4,6 +4,7 @@ status). Commands call `render`; nothing else formats a report."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import singledispatch
 from typing import Any
 
@@ -21,7 +22,9 @@ from vlcli.steps.bin.rules import BINS
 from vlcli.steps.bin.step import BinReport, Explanation
 from vlcli.steps.filter.step import FilterReport
 from vlcli.steps.validate.step import ValidateReport
+from vlcli.table.optimize import OptimizeReport
 from vlcli.table.repair import RepairReport
+from vlcli.table.storage import CompactionPlan
 
 console = Console()
 err_console = Console(stderr=True)
@@ -48,6 +51,15 @@ def human_bytes(n: float) -> str:
 def render(report: Any) -> None:
     """Print a report on the terminal; each report type registers its renderer below."""
     raise TypeError(f"no renderer for {type(report).__name__}")
+
+
+def human_duration(age: timedelta) -> str:
+    """timedelta(days=7) -> '7d', timedelta(minutes=90) -> '90m'."""
+    seconds = age.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:g}s"
 
 
 @render.register
@@ -320,6 +332,44 @@ def render_repair(report: RepairReport) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    console.print(f"table: {report.table}", highlight=False, style="dim", soft_wrap=True)
+
+
+@render.register
+def render_compaction(plan: CompactionPlan) -> None:
+    """What `vl optimize --compact` would rewrite, image bytes first."""
+    if not plan.fragments:
+        console.print("compaction: nothing to compact", highlight=False, soft_wrap=True)
+        return
+    console.print(
+        f"[bold]compaction[/] would rewrite {plural(plan.fragments, 'fragment')} "
+        f"({plan.rows:,} rows, up to {plan.target_rows:,} a fragment): {human_bytes(plan.bytes)}, "
+        f"of which {human_bytes(plan.image_bytes)} image bytes",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@render.register
+def render_optimize(report: OptimizeReport) -> None:
+    """Fragments compacted, versions and bytes cleaned."""
+    if report.compaction is not None and not report.compaction.fragments:
+        render_compaction(report.compaction)
+    if report.compaction is not None and report.compaction.fragments and not report.compacted:
+        console.print("compaction declined: nothing changed", highlight=False, soft_wrap=True)
+    if report.compacted:
+        console.print(
+            f"[bold]compacted[/]: {plural(report.fragments_removed, 'fragment')} fewer",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.cleanup is not None:
+        console.print(
+            f"[bold]cleanup[/]: {plural(report.cleanup.versions, 'version')} older than {human_duration(report.older_than)} "
+            f"removed ({human_bytes(report.cleanup.bytes)})",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"table: {report.table}", highlight=False, style="dim", soft_wrap=True)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +13,9 @@ from vlcli.table.repair import repair
 from vlcli.table.storage import ORPHAN_AGE
 
 DEFAULT_TEMP_AGE = ORPHAN_AGE.total_seconds() / 60
-TablePath = Annotated[Path, typer.Argument(help="The table to repair.")]
+TablePath = Annotated[
+    str, typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://).")
+]
 TempAge = Annotated[
     float,
     typer.Option(

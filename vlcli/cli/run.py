@@ -20,8 +20,12 @@ MODEL_STEPS = ("filter", "crop", "bin", "synth", "validate")
 @handles_errors
 def command(
     paths: Annotated[
-        list[Path],
-        typer.Argument(metavar="[SRC] TABLE", help="Images to ingest first (optional), and the vl table."),
+        list[str],
+        typer.Argument(
+            metavar="[SRC] TABLE",
+            help="Images to ingest first (optional), and the vl table: a .lance folder or a Lance URI "
+            "(s3://, gs://, az://, file://).",
+        ),
     ],
     config_file: Annotated[
         Path | None,
@@ -96,7 +100,7 @@ def command(
     render(report)
 
 
-def _paths(paths: list[Path]) -> tuple[Path | None, Path]:
+def _paths(paths: list[str]) -> tuple[str | None, str]:
     if len(paths) == 1:
         return None, paths[0]
     if len(paths) == 2:

@@ -15,7 +15,10 @@ from vlcli.table.storage import Table
 
 @handles_errors
 def command(
-    table: Annotated[Path, typer.Argument(help="The table (a Lance folder).")],
+    table: Annotated[
+        str,
+        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
+    ],
     out: Annotated[
         Path,
         typer.Option("--out", "-o", metavar="FILE", help="The HTML file to write (replaced if present)."),

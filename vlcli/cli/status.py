@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +15,10 @@ from vlcli.table.storage import Table
 
 @handles_errors
 def command(
-    table: Annotated[Path, typer.Argument(help="The table (a Lance folder).")],
+    table: Annotated[
+        str,
+        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Show how far every step has got: done, pending, blocked, skipped and errors with top reasons."""

@@ -39,7 +39,10 @@ def _key_values(items: list[str]) -> dict[str, Any]:
 @handles_errors
 @step_flags(None, "Rows per generate() call (default: 8 x --concurrency, at least 64).")
 def command(
-    table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
+    table: Annotated[
+        str,
+        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
+    ],
     mode: Annotated[
         str,
         typer.Option(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,7 +24,10 @@ from vlcli.table.storage import Table
 @handles_errors
 @step_flags(SPEC.batch_size)
 def command(
-    table: Annotated[Path, typer.Argument(help="The vl table (a .lance folder).")],
+    table: Annotated[
+        str,
+        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
+    ],
     min_question_words: Annotated[int, typer.Option("--min-question-words", help="Shortest question.")] = 5,
     max_question_words: Annotated[int, typer.Option("--max-question-words", help="Longest question.")] = 200,
     min_answer_words: Annotated[int, typer.Option("--min-answer-words", help="Shortest answer.")] = 1,

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import lance
+import lance.optimize
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -107,6 +108,18 @@ class Cleanup:
     bytes: int
 
 
+@dataclass
+class CompactionPlan:
+    """What compacting would rewrite: fragments with many deleted rows, and runs of small fragments."""
+
+    fragments: int
+    rows: int
+    bytes: int
+    image_bytes: int  # bytes of the data files that hold binary columns (the images)
+    target_rows: int
+    plan: Any = None  # Lance's plan, executed as planned
+
+
 def _is_conflict(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     return any(w in text for w in _CONFLICT_WORDS)
@@ -147,7 +160,9 @@ def _open_dataset(uri: str, options: dict[str, str], version: int | None = None)
     except (ValueError, OSError, RuntimeError) as exc:
         reason = _RUST_LOCATION.sub("", first_line(exc))
         if "not found" in reason.lower() and "error performing" not in reason.lower():
-            raise TableNotFoundError(f"no vl table at {uri!r} (create one with `vl ingest SRC TABLE`)") from exc
+            raise TableNotFoundError(
+                f"no vl table at {uri!r} (create one with `vl ingest SRC TABLE`)"
+            ) from exc
         reason = re.sub(r"^LanceError\(\w+\):\s*", "", reason).strip()
         raise TableNotFoundError(
             f"cannot open table {uri!r}: {reason} (check the URI and --storage-option)"
@@ -517,6 +532,37 @@ class Table:
         with self._writing():
             stats = self._ds.cleanup_old_versions(older_than=window, error_if_tagged_old_versions=False)
         return Cleanup(versions=int(stats.old_versions), bytes=int(stats.bytes_removed))
+
+    def plan_compaction(self, target_rows: int | None = None) -> CompactionPlan:
+        """What compaction would rewrite, up to `target_rows` rows a fragment (default: the largest
+        fragment's, so full fragments, the units `--shard` splits, are left as they are)."""
+        fragments = [f.metadata for f in self._ds.get_fragments()]
+        target = target_rows or max((f.physical_rows for f in fragments), default=1)
+        options = lance.optimize.CompactionOptions(target_rows_per_fragment=target)
+        plan = lance.optimize.Compaction.plan(self._ds, options)
+        binary = {
+            f.id() for f in self._ds.lance_schema.fields() if _is_bytes(self.schema.field(f.name()).type)
+        }
+        planned = [frag for task in plan.tasks for frag in task.fragments]
+        files = [file for frag in planned for file in frag.files]
+        return CompactionPlan(
+            fragments=len(planned),
+            rows=sum(frag.num_rows for frag in planned),
+            bytes=sum(f.file_size_bytes or 0 for f in files),
+            image_bytes=sum(f.file_size_bytes or 0 for f in files if binary & set(f.field_ids())),
+            target_rows=target,
+            plan=plan,
+        )
+
+    def compact(self, plan: CompactionPlan) -> int:
+        """Run a compaction plan (image bytes of its fragments are rewritten); return fragments removed."""
+        if not plan.plan.tasks:
+            return 0
+        with self._writing():
+            rewrites = [task.execute(self._ds) for task in plan.plan.tasks]
+            metrics = lance.optimize.Compaction.commit(self._ds, rewrites)
+            self.refresh()
+        return int(metrics.fragments_removed) - int(metrics.fragments_added)
 
     def size_on_disk(self) -> int:
         """Bytes the table's folder takes on disk (on object storage: the current version's data files)."""
