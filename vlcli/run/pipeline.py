@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from vlcli import hub
@@ -28,7 +27,7 @@ from vlcli.steps import BUILT_IN
 from vlcli.steps import spec as step_spec
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport
 from vlcli.steps.runner import run_step, scale_options
-from vlcli.table.storage import Table
+from vlcli.table.storage import Table, table_exists
 
 ProgressFactory = Callable[[], Progress]
 Listener = Callable[[str, Any], None]  # ("ingest" | "step-start" | "step" , payload)
@@ -142,7 +141,7 @@ def check(
     names, and every value the run will use (each step's settings and runner options, ingest's options),
     built as the run builds them. Returns the steps to run."""
     names = step_names(settings)
-    if src is None and not Path(table).exists():
+    if src is None and not table_exists(table):
         raise UsageError(f"{table}: no such table (give a SRC to ingest first: vl run SRC {table})")
     if src is not None:
         check_source(src)
@@ -205,8 +204,8 @@ def plan(
             keep_columns=tuple(ingest_values.get("keep_columns") or ()),
         )
         source_items = source.total
-    path = Path(table)
-    handle = Table.open(path) if path.exists() else None
+    path = os.fspath(table)
+    handle = Table.open(path) if table_exists(path) else None
     steps = []
     for i, name in enumerate(names):
         spec, step = step_spec(name), planned[name]
@@ -267,7 +266,7 @@ def run_pipeline(
         opts = config.ingest_options(settings.get("ingest", {}))
         ingested = ingest(src, table, opts, progress=_progress(progress_factory))
         notify("ingest", ingested)
-    handle = Table.open(Path(table))
+    handle = Table.open(os.fspath(table))
     where = sample_filter(handle, run.get("sample"), int(run.get("seed") or 0))
     report = PipelineReport(ingest=ingested)
     for name, step in zip(names, built):
