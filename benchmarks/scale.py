@@ -1,0 +1,175 @@
+"""Scale-out on one machine: `vl crop` with a tiny DINOv2 on generated photos, one process vs
+`--procs 2` vs `--engine ray`, same table each time.
+
+Reports rows/s (median of --repeat runs, and the ratio to one process in the same run), bytes written,
+whether the image data files were left untouched and whether every mode wrote the same step columns.
+Then the driver's commit cost per row and bytes per commit, the inputs of docs/scaling.md's estimate.
+
+Targets (issue 13): --procs 2 >= 0.9x one process using both cores; Ray >= 0.8x; identical outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vlcli.demo.samples import draw_scene
+from vlcli.steps.base import RunOptions
+from vlcli.steps.crop.step import CropSettings, CropStep
+from vlcli.steps.runner import run_step
+from vlcli.table.schema import CROP_BOX, CROP_SCORE, ID, ingest_schema
+from vlcli.table.storage import Table
+from vlcli.testing.tiny_models import tiny_dinov2
+
+MODES = ("local", "procs2", "ray")
+
+
+def build(path: Path, images: int, fragment_rows: int, size: tuple[int, int]) -> None:
+    """A table of `images` generated photos (JPEG), appended in fragments of `fragment_rows`."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from conftest import table_rows
+
+    rng, noise = random.Random(0), np.random.default_rng(0)
+    table = Table.create(path, ingest_schema())
+    for start in range(0, images, fragment_rows):
+        blobs = []
+        for _ in range(min(fragment_rows, images - start)):
+            buf = io.BytesIO()
+            draw_scene(rng, noise, size).save(buf, "JPEG", quality=90)
+            blobs.append(buf.getvalue())
+        table.append(table_rows(blobs))
+
+
+def image_files(path: Path) -> dict[str, int]:
+    """The data files of the table and their sizes (the image column lives in the first ones)."""
+    return {p.name: p.stat().st_size for p in (path / "data").glob("*.lance")}
+
+
+def options(mode: str, batch: int) -> RunOptions:
+    """The runner options of one mode, each using both cores."""
+    base = RunOptions(batch_size=batch, workers=2, commit_seconds=5.0)
+    if mode == "procs2":
+        return replace(base, procs=2)
+    if mode == "ray":
+        return replace(base, engine="ray", workers=1)
+    return base
+
+
+def run_once(mode: str, source: Path, work: Path, model: str, batch: int) -> dict[str, Any]:
+    """Copy the source table, crop it in `mode`; rows/s, bytes written, outputs."""
+    path = work / f"{mode}-{time.monotonic_ns()}.lance"
+    shutil.copytree(source, path)
+    table = Table.open(str(path))
+    files_before = image_files(path)
+    size_before = table.size_on_disk()
+    step = CropStep(CropSettings(model=model, resize_to=224, num_crops=8, device="cpu", dtype="fp32"))
+    started = time.perf_counter()
+    report = run_step(table, step, options(mode, batch))
+    seconds = time.perf_counter() - started
+    table.refresh()
+    outputs = (
+        table.lazy().select(ID.name, CROP_BOX.name, CROP_SCORE.name, "crop_status").collect().sort(ID.name)
+    )
+    after = image_files(path)
+    untouched = all(after.get(name) == size for name, size in files_before.items())
+    return {
+        "rows_per_s": report.processed / seconds,
+        "bytes_written": table.size_on_disk() - size_before,
+        "images_untouched": untouched,
+        "outputs": outputs,
+        "done": report.done,
+    }
+
+
+def commit_cost(work: Path, rows: int = 20_000, window: int = 4096) -> tuple[float, int]:
+    """The driver's cost of committing crop results in windows of `window` rows (the default commit
+    window): seconds per row and bytes written per commit, on a table of `rows` rows."""
+    table = Table.create(str(work / "commit.lance"), ingest_schema())
+    ids = [f"{i:032x}" for i in range(rows)]
+    for start in range(0, rows, 1000):
+        part = ids[start : start + 1000]
+        table.append(
+            pa.table({ID.name: part, "image": [b"x" * 64] * len(part), "ingest_status": ["ok"] * len(part)})
+        )
+    table.ensure_columns([CROP_BOX.field(), CROP_SCORE.field(), pa.field("crop_status", pa.string())])
+    size, seconds, commits = table.size_on_disk(), 0.0, 0
+    shuffled = random.Random(0).sample(ids, len(ids))  # results arrive in any order across workers
+    for start in range(0, rows, window):
+        chunk = shuffled[start : start + window]
+        results = pa.table(
+            {
+                ID.name: chunk,
+                CROP_BOX.name: pa.array([[0, 0, 10, 10]] * len(chunk), CROP_BOX.type),
+                CROP_SCORE.name: pa.array([0.5] * len(chunk), CROP_SCORE.type),
+                "crop_status": ["ok"] * len(chunk),
+            }
+        )
+        began = time.perf_counter()
+        table.write_back(results)
+        seconds += time.perf_counter() - began
+        commits += 1
+    return seconds / rows, (table.size_on_disk() - size) // commits
+
+
+def main() -> None:
+    """Run each mode --repeat times and print medians, ratios and the output check."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--fragment-rows", type=int, default=25)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--modes", default=",".join(MODES))
+    args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    if "ray" in modes:
+        try:
+            import ray
+
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        except ImportError:
+            print("ray is not installed (pip install 'vlcli[ray]'): skipping --engine ray")
+            modes.remove("ray")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model = tiny_dinov2(work / "dinov2")
+        source = work / "source.lance"
+        build(source, args.images, args.fragment_rows, (640, 480))
+        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+        for _ in range(args.repeat):
+            for mode in modes:  # interleaved, so drift on a noisy machine hits every mode alike
+                runs[mode].append(run_once(mode, source, work, model, args.batch_size))
+        base = statistics.median(r["rows_per_s"] for r in runs[modes[0]])
+        reference = runs[modes[0]][0]["outputs"]
+        print(f"{args.images} photos 640x480, tiny DINOv2, {os.cpu_count()} CPUs, median of {args.repeat}")
+        print(
+            f"{'mode':8} {'rows/s':>8} {'ratio':>6} {'MB written':>10} {'images untouched':>16} {'same output':>11}"
+        )
+        for mode in modes:
+            rate = statistics.median(r["rows_per_s"] for r in runs[mode])
+            written = statistics.median(r["bytes_written"] for r in runs[mode]) / 1e6
+            untouched = all(r["images_untouched"] for r in runs[mode])
+            same = all(r["outputs"].equals(reference) for r in runs[mode])
+            print(f"{mode:8} {rate:8.1f} {rate / base:6.2f} {written:10.2f} {untouched!s:>16} {same!s:>11}")
+        per_row, per_commit = commit_cost(work)
+        print(
+            f"driver commit: {per_row * 1e6:.1f} us per row, {per_commit / 1e3:.1f} kB per commit of 4,096 rows"
+        )
+        print(f"single committer limit at this cost: {1 / per_row:,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    main()
