@@ -80,7 +80,7 @@ def run_rows_in_processes(
             for index, child_opts in _child_options(table, opts, where, count):
                 if interrupted.is_set():
                     break
-                workers.append(_start(table, step, child_opts, index, logs))
+                workers.append(_start(table, step, child_opts, _child_environment(opts, index, count), logs))
             _collect(workers, report, progress)
     finally:
         for worker in workers:  # only after an error in this process: the loop above waits for them all
@@ -120,17 +120,16 @@ def _child_options(
         )
 
 
-def _start(table: Table, step: Step, opts: RunOptions, index: int, logs: str) -> _Worker:
-    """Start the child for shard `index`, with its device and its share of the CPU threads."""
+def _start(table: Table, step: Step, opts: RunOptions, env: dict[str, str], logs: str) -> _Worker:
+    """Start the child for the shard in `opts`, with `env` (its device, its share of the CPU threads)."""
     assert opts.shard is not None
-    parent = dataclasses.replace(opts, shard=None)  # the options the run was given, for its devices
-    env = _child_environment(parent, index, opts.shard.count)
+    index = opts.shard.index
     log = os.path.join(logs, f"worker-{index}.log")
     reader, writer = multiprocessing.get_context("spawn").Pipe(duplex=False)
     # Lance's runtime is not fork-safe: children start fresh and receive the step by pickle.
     process = multiprocessing.get_context("spawn").Process(
         target=_child,
-        args=(table.path, pickle.dumps(step), opts, writer, log),
+        args=(table.path, table.storage_options, pickle.dumps(step), opts, writer, log),
         name=f"vl-{step.name}-{index}",
     )
     with _environment(env):
@@ -140,6 +139,7 @@ def _start(table: Table, step: Step, opts: RunOptions, index: int, logs: str) ->
 
 
 def _child_environment(opts: RunOptions, index: int, count: int) -> dict[str, str]:
+    """The variables child `index` of `count` starts with: its GPU (--gpus) and its share of the CPU threads."""
     threads = str(max(1, _cpus() // count))
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     if opts.gpus:
@@ -265,7 +265,9 @@ class _SendProgress:
         """The parent finishes the bar."""
 
 
-def _child(path: str, pickled: bytes, opts: RunOptions, conn: Connection, log: str) -> None:
+def _child(
+    path: str, storage: dict[str, str], pickled: bytes, opts: RunOptions, conn: Connection, log: str
+) -> None:
     """One worker: the in-process engine over its shard; sends its progress and its counts."""
     _redirect_output(log)
     signal.signal(signal.SIGINT, _interrupt_once)
@@ -275,7 +277,7 @@ def _child(path: str, pickled: bytes, opts: RunOptions, conn: Connection, log: s
     try:
         # unpickled here, not by multiprocessing, so a step that cannot load in a child says why in its log
         step = pickle.loads(pickled)  # pickled by the parent a moment ago
-        table = Table.open(path)
+        table = Table.open(path, storage)  # the same URI and storage options as the parent's
         begin(table, step, opts, report)  # a shard only checks
         where = pending_where(table, step, opts)
         if table.count(where):
