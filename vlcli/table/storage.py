@@ -549,7 +549,7 @@ class Table:
             fragments=len(planned),
             rows=sum(frag.num_rows for frag in planned),
             bytes=sum(f.file_size_bytes or 0 for f in files),
-            image_bytes=sum(f.file_size_bytes or 0 for f in files if binary & set(f.field_ids())),
+            image_bytes=sum(f.file_size_bytes or 0 for f in files if binary & set(f.fields)),
             target_rows=target,
             plan=plan,
         )
