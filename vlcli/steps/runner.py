@@ -11,6 +11,7 @@ from vlcli.steps.base import Progress, RunOptions, Shard, Step, StepReport
 from vlcli.steps.lifecycle import begin, end, pending_where
 from vlcli.steps.local import run_rows
 from vlcli.steps.procs import run_rows_in_processes
+from vlcli.steps.ray_engine import run_rows_on_ray
 from vlcli.table.storage import Table
 
 
@@ -37,6 +38,8 @@ def _run(table: Table, step: Step, opts: RunOptions, progress: Progress | None) 
     try:
         if report.pending and opts.workers_processes > 1:
             run_rows_in_processes(table, step, opts, where, report, progress)
+        elif report.pending and opts.engine == "ray":
+            run_rows_on_ray(table, step, opts, where, report, progress)
         elif report.pending:
             run_rows(table, step, opts, where, report, progress)
     finally:
