@@ -131,6 +131,8 @@ CommitSeconds = Annotated[
         help="Commit finished rows this often (0: after every batch); a crash loses at most this.",
     ),
 ]
+TABLE_HELP = "The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."
+TableArg = Annotated[str, typer.Argument(help=TABLE_HELP)]
 Limit = Annotated[int | None, typer.Option("--limit", min=0, help="Process at most N pending rows.")]
 RetryErrors = Annotated[bool, typer.Option("--retry-errors", help="Also redo rows whose status is an error.")]
 Redo = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import Quiet, RichProgress, handles_errors
+from vlcli.cli.common import Quiet, RichProgress, TableArg, handles_errors
 from vlcli.cli.render import render
 from vlcli.exports.export import DEFAULT_SHARD_ROWS, export
 from vlcli.exports.records import QAOptions
@@ -18,10 +18,7 @@ from vlcli.table.storage import Table
 
 @handles_errors
 def command(
-    table: Annotated[
-        str,
-        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
-    ],
+    table: TableArg,
     hf: Annotated[
         Path | None,
         typer.Option(

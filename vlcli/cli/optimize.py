@@ -7,18 +7,16 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import handles_errors
+from vlcli.cli.common import TableArg, handles_errors
 from vlcli.cli.render import render
 from vlcli.errors import UsageError
 from vlcli.table.optimize import optimize
 from vlcli.table.storage import KEEP_VERSIONS_ENV, CompactionPlan, Table, parse_duration
 
-TABLE_HELP = "The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."
-
 
 @handles_errors
 def command(
-    table: Annotated[str, typer.Argument(help=TABLE_HELP)],
+    table: TableArg,
     older_than: Annotated[
         str | None,
         typer.Option(

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from vlcli.cli.common import handles_errors
+from vlcli.cli.common import TableArg, handles_errors
 from vlcli.cli.render import console
 from vlcli.table.query import printable, query
 from vlcli.table.storage import Table
@@ -32,10 +32,7 @@ class OutputFormat(str, Enum):
 
 @handles_errors
 def command(
-    table: Annotated[
-        str,
-        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
-    ],
+    table: TableArg,
     sql: Annotated[
         str,
         typer.Argument(

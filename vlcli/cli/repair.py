@@ -7,15 +7,13 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import handles_errors
+from vlcli.cli.common import TableArg, handles_errors
 from vlcli.cli.render import render
 from vlcli.table.repair import repair
 from vlcli.table.storage import ORPHAN_AGE
 
 DEFAULT_TEMP_AGE = ORPHAN_AGE.total_seconds() / 60
-TablePath = Annotated[
-    str, typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://).")
-]
+TablePath = TableArg
 TempAge = Annotated[
     float,
     typer.Option(

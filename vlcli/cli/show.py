@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import Quiet, RichProgress, handles_errors
+from vlcli.cli.common import Quiet, RichProgress, TableArg, handles_errors
 from vlcli.cli.render import render
 from vlcli.review.page import DEFAULT_LIMIT, DEFAULT_THUMB_SIZE, write_review
 from vlcli.table.storage import Table
@@ -15,10 +15,7 @@ from vlcli.table.storage import Table
 
 @handles_errors
 def command(
-    table: Annotated[
-        str,
-        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
-    ],
+    table: TableArg,
     out: Annotated[
         Path,
         typer.Option("--out", "-o", metavar="FILE", help="The HTML file to write (replaced if present)."),

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from vlcli.cli.common import handles_errors
+from vlcli.cli.common import TableArg, handles_errors
 from vlcli.cli.render import console
 from vlcli.table.similar import build_index, similar
 from vlcli.table.storage import Table
@@ -15,10 +15,7 @@ from vlcli.table.storage import Table
 
 @handles_errors
 def command(
-    table: Annotated[
-        str,
-        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
-    ],
+    table: TableArg,
     image_id: Annotated[
         str | None,
         typer.Argument(

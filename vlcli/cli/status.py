@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vlcli.cli.common import handles_errors
+from vlcli.cli.common import TableArg, handles_errors
 from vlcli.cli.render import render
 from vlcli.review.status import table_status
 from vlcli.table.storage import Table
@@ -15,10 +15,7 @@ from vlcli.table.storage import Table
 
 @handles_errors
 def command(
-    table: Annotated[
-        str,
-        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
-    ],
+    table: TableArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Show how far every step has got: done, pending, blocked, skipped and errors with top reasons."""

@@ -11,6 +11,7 @@ from vlcli.cli.common import (
     BaseUrl,
     ImageSize,
     StepFlags,
+    TableArg,
     handles_errors,
     step_flags,
 )
@@ -24,10 +25,7 @@ from vlcli.table.storage import Table
 @handles_errors
 @step_flags(SPEC.batch_size)
 def command(
-    table: Annotated[
-        str,
-        typer.Argument(help="The vl table: a .lance folder or a Lance URI (s3://, gs://, az://, file://)."),
-    ],
+    table: TableArg,
     min_question_words: Annotated[int, typer.Option("--min-question-words", help="Shortest question.")] = 5,
     max_question_words: Annotated[int, typer.Option("--max-question-words", help="Longest question.")] = 200,
     min_answer_words: Annotated[int, typer.Option("--min-answer-words", help="Shortest answer.")] = 1,
