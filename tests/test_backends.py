@@ -223,9 +223,9 @@ def test_a_plugin_entry_point_registers_like_a_builtin(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_lists_the_registered_ones() -> None:
-    with pytest.raises(Exception, match=r"unknown nsfw backend 'nope' \(available: hf, nudenet\)"):
+    with pytest.raises(Exception, match=r"unknown nsfw backend 'nope' \(available: hf, nudenet, null\)"):
         create("nsfw", "nope")
-    assert available("ocr") == ["paddleocr", "rapidocr"]
+    assert available("ocr") == ["null", "paddleocr", "rapidocr"]
 
 
 def test_the_stub_server_runs_from_the_testing_package() -> None:

@@ -43,6 +43,7 @@ class Backend:
     target: str | Factory
     requires: tuple[str, ...] = ()  # top-level modules it imports when built
     origin: str = BUILTIN_ORIGIN  # "built-in", the entry point that registered it, or RUNTIME_ORIGIN
+    note: str = ""  # shown beside it by `vl backends`
 
     def missing(self) -> list[str]:
         """The modules it needs that are not installed (found without importing them)."""
@@ -62,6 +63,13 @@ def _builtin(capability: str, name: str, target: str, *requires: str) -> Backend
     return Backend(capability, name, module, requires)
 
 
+def _null(capability: str, target: str, *requires: str) -> Backend:
+    """A `null` backend: correctly shaped outputs at no model cost, never a default."""
+    module = target if target.startswith("vlcli.") else "vlcli.backends.null:" + target
+    return Backend(capability, "null", module, requires, note=NULL_NOTE)
+
+
+NULL_NOTE = "for measuring the pipeline's own ceiling (no model: outputs are not meaningful)"
 _TORCH = ("torch", "torchvision")
 BUILTIN = (
     _builtin("embedder", "transformers", "dinov2:TransformersEmbedder", *_TORCH, "transformers"),
@@ -78,6 +86,13 @@ BUILTIN = (
         "generator", "transformers", "transformers_generator:TransformersGenerator", "torch", "transformers"
     ),
     _builtin("generator", "stub", "vlcli.testing.stub_generator:StubGenerator"),
+    _null("embedder", "NullEmbedder", "torch"),
+    _null("nsfw", "NullNsfwScorer"),
+    _null("ocr", "NullTextReader"),
+    _null("detector", "NullDetector"),
+    _null("captioner", "NullCaptioner"),
+    _null("clip", "NullImageTextScorer"),
+    _null("generator", "vlcli.testing.stub_generator:NullGenerator"),
 )
 _TABLE: dict[tuple[str, str], Backend] = {(b.capability, b.name): b for b in BUILTIN}
 RUNTIME_ORIGIN = "registered in this process"  # a register() call outside a plugin's import, e.g. a test
@@ -180,6 +195,7 @@ def catalog() -> dict[str, Any]:
                 "ready": not missing,
                 "missing": missing,
                 "install": missing_hint(b),
+                "note": b.note,
             }
         )
     protocols: dict[str, type] = {cap: proto for cap, proto in PROTOCOLS.items()}

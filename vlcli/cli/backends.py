@@ -38,6 +38,8 @@ def render(info: dict[str, Any]) -> None:
         label = f"{cap['capability']} ({cap['protocol']})" if cap["protocol"] else cap["capability"]
         for row in cap["backends"]:
             ready = "[green]yes[/]" if row["ready"] else f"[red]no[/]: {escape(row['install'])}"
+            if row.get("note"):
+                ready += f": {escape(row['note'])}"
             table.add_row(escape(label), escape(row["name"]), escape(row["origin"]), ready)
             label = ""
     console.print(table)

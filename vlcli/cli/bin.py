@@ -34,15 +34,17 @@ def command(
         str, typer.Option(help="full (OCR, objects, caption, CLIP) or caption-only.")
     ] = "full",
     ocr: Annotated[
-        str, typer.Option(help="OCR backend: rapidocr (offline), paddleocr, or none.")
+        str, typer.Option(help="OCR backend: rapidocr (offline), paddleocr, null (no model), or none.")
     ] = "rapidocr",
     detector: Annotated[
-        str, typer.Option(help="Ultralytics model name or path (e.g. yolo11s.pt), or none.")
+        str, typer.Option(help="Ultralytics model name or path (e.g. yolo11s.pt), null (no model), or none.")
     ] = ("yolo11s.pt"),
-    captioner: Annotated[str, typer.Option(help="BLIP / BLIP-2 model (hub id or folder), or none.")] = (
+    captioner: Annotated[str, typer.Option(help="BLIP / BLIP-2 model (hub id or folder), null, or none.")] = (
         "Salesforce/blip-image-captioning-base"
     ),
-    clip: Annotated[str, typer.Option(help="open_clip architecture (e.g. ViT-B-32), or none.")] = "ViT-B-32",
+    clip: Annotated[
+        str, typer.Option(help="open_clip architecture (e.g. ViT-B-32), null, or none.")
+    ] = "ViT-B-32",
     clip_pretrained: Annotated[
         str,
         typer.Option("--clip-pretrained", help="open_clip weights: a tag like openai, or a checkpoint path."),

@@ -24,6 +24,9 @@ def command(
         "facebook/dinov2-base"
     ),
     revision: Annotated[str | None, typer.Option(help="Model revision (branch, tag or commit).")] = None,
+    backend: Annotated[
+        str, typer.Option(help="Embedder backend: transformers, or null (no model: measures the pipeline).")
+    ] = "transformers",
     num_crops: Annotated[int, typer.Option("--num-crops", min=1, help="Candidates per image.")] = 15,
     resize_to: Annotated[int, typer.Option("--resize-to", min=16, help="Short side before cropping.")] = 1024,
     aspect: Annotated[
@@ -49,6 +52,7 @@ def command(
     settings = CropSettings(
         model=model,
         revision=revision,
+        backend=backend,
         resize_to=resize_to,
         num_crops=num_crops,
         aspects=parse_aspects(aspect),

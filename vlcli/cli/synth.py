@@ -57,7 +57,10 @@ def command(
         bool, typer.Option("--all", help="Every kept row, not only the rows vl bin selected.")
     ] = False,
     backend: Annotated[
-        str, typer.Option(help="openai (any OpenAI-compatible server), vllm (in-process) or transformers.")
+        str,
+        typer.Option(
+            help="openai (any OpenAI-compatible server), vllm (in-process), transformers, or null (no model)."
+        ),
     ] = "openai",
     model: Annotated[str, typer.Option(help="Model name as the backend knows it (hub id or folder).")] = (
         DEFAULT_MODEL

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any
 
+from vlcli.backends.null import NAME as NULL
+from vlcli.backends.registry import NULL_NOTE as NOTE
 from vlcli.backends.textgen import GenerationRequest, GenerationResult, message_text
 
 STOPWORDS = frozenset(
@@ -143,3 +145,16 @@ class StubGenerator:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class NullGenerator(StubGenerator):
+    """The `null` generator: the stub's replies under the null backends' name, for measuring ceilings."""
+
+    name = NULL
+
+    def __init__(self, model: str = NULL, **options: Any) -> None:
+        super().__init__(model, **options)
+
+    def provenance(self) -> dict[str, Any]:
+        """Names the null backend."""
+        return {"backend": NULL, "model": self.model, "note": NOTE}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 from vlcli.backends import create
+from vlcli.backends.null import NAME as NULL
 from vlcli.errors import UsageError
 from vlcli.images import check_pixels, clamp_box, decode_view, short_side_size
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary
@@ -77,6 +78,11 @@ class BinSettings:
         return self.features == "full" and self.detector != "none"
 
 
+def _backend(model: str, default: str) -> str:
+    """The backend that runs `model`: the null backend for the model name "null", else `default`."""
+    return NULL if model == NULL else default
+
+
 def clip_side(scorer: Any) -> int:
     """The short side CLIP resizes a view to: the model's input size, else (process-pool workers have no
     model) the largest in common use."""
@@ -110,12 +116,16 @@ class BinStep(Step):
             self.models["ocr"] = create("ocr", s.ocr, **common)
         if s.uses_detector:
             self.models["detector"] = create(
-                "detector", "ultralytics", model=s.detector, trust_remote_code=s.trust_remote_code, **common
+                "detector",
+                _backend(s.detector, "ultralytics"),
+                model=s.detector,
+                trust_remote_code=s.trust_remote_code,
+                **common,
             )
         if s.captioner != "none":
             self.models["captioner"] = create(
                 "captioner",
-                "transformers",
+                _backend(s.captioner, "transformers"),
                 model=s.captioner,
                 dtype=s.dtype,
                 trust_remote_code=s.trust_remote_code,
@@ -123,7 +133,12 @@ class BinStep(Step):
             )
         if s.clip != "none":
             self.models["clip"] = create(
-                "clip", "open_clip", model=s.clip, pretrained=s.clip_pretrained, dtype=s.dtype, **common
+                "clip",
+                _backend(s.clip, "open_clip"),
+                model=s.clip,
+                pretrained=s.clip_pretrained,
+                dtype=s.dtype,
+                **common,
             )
 
     def prepare(self, row: dict[str, Any]) -> Any:

@@ -12,6 +12,8 @@ from PIL import Image
 from vlcli.backends import create
 from vlcli.backends.base import DEVICES, DTYPES, require
 from vlcli.backends.dinov2 import DEFAULT_MODEL, embedding_dim
+from vlcli.backends.null import EMBED_DIM
+from vlcli.backends.null import NAME as NULL
 from vlcli.errors import UsageError
 from vlcli.images import check_pixels, decode
 from vlcli.steps.base import RowSkipped, Step, StepSpec
@@ -101,7 +103,8 @@ class CropStep(Step):
         self._buffers: dict[tuple[int, ...], Any] = {}
         columns = [CROP_BOX, CROP_SCORE]
         if self.settings.keep_embedding:
-            dim = embedding_dim(self.settings.model, self.settings.revision, self.settings.trust_remote_code)
+            s = self.settings
+            dim = EMBED_DIM if s.backend == NULL else embedding_dim(s.model, s.revision, s.trust_remote_code)
             columns.append(embedding_column(dim))
         self.writes = tuple(columns)
 
