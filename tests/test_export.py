@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 from vlcli.cli import export as export_cli
 from vlcli.errors import ExportError, QueryError, UsageError
 from vlcli.exports.export import MARKER, export
+from vlcli.exports.qa import check_file_target
 from vlcli.exports.views import ViewOptions
 from vlcli.table.schema import CROP_BOX, ingest_schema
 from vlcli.table.storage import Table
@@ -171,6 +172,17 @@ def test_overwrite_leaves_foreign_files_alone(table: Table, tmp_path: Path) -> N
 def test_refuses_the_table_folder(table: Table) -> None:
     with pytest.raises(ExportError, match="overlaps the table"):
         export(table, parquet=Path(table.path) / "out", overwrite=True)
+
+
+def test_refuses_the_table_folder_of_a_file_uri_table(table: Table, tmp_path: Path) -> None:
+    by_uri = Table.open(Path(table.path).resolve().as_uri())
+    with pytest.raises(ExportError, match="overlaps the table"):
+        export(by_uri, images=Path(table.path) / "out")
+    with pytest.raises(ExportError, match="overlaps the table"):
+        export(by_uri, parquet=Path(table.path).parent, overwrite=True)
+    with pytest.raises(ExportError, match="is inside the table"):
+        check_file_target(Path(table.path) / "qa.jsonl", None, by_uri, overwrite=True)
+    assert export(by_uri, images=tmp_path / "fine").rows == 20
 
 
 def test_option_errors(table: Table, tmp_path: Path) -> None:

@@ -507,6 +507,8 @@ def test_a_table_path_holding_other_files_is_refused(
         ingest(folder, folder)
     (tmp_path / "empty").mkdir()
     assert ingest(folder, tmp_path / "empty").added == 1  # an empty folder is fine
+    with pytest.raises(UsageError, match="exists and is not a vl table"):
+        ingest(folder, folder.resolve().as_uri())  # a file:// URI names the same folder
 
 
 # --- the command line ------------------------------------------------------------------------

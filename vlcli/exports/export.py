@@ -285,8 +285,9 @@ def _reason(exc: QueryError, predicate: str | None) -> str:
 def _prepare_target(target: Path, table: Table, overwrite: bool) -> None:
     """Make `target` an empty folder, refusing anything an export should not touch."""
     resolved = target.resolve()
-    table_dir = Path(table.path).resolve()
-    if resolved == table_dir or resolved.is_relative_to(table_dir) or table_dir.is_relative_to(resolved):
+    local = table.local_path  # a file:// URI names a folder too; object storage cannot overlap a folder
+    table_dir = Path(local).resolve() if local is not None else None
+    if table_dir is not None and (resolved.is_relative_to(table_dir) or table_dir.is_relative_to(resolved)):
         raise ExportError(
             f"the export folder {str(target)!r} overlaps the table {table.path!r}: pick another"
         )

@@ -370,7 +370,7 @@ def datasets_of(table: Table, predicate: str | None) -> set[str | None]:
 def write_marker(folder: Path, table: Table, report: ExportReport, view: ViewOptions) -> None:
     """Record what the export is, and mark the folder's image files as ours for a later --overwrite."""
     about = {
-        "table": str(Path(table.path).resolve()),
+        "table": str(Path(table.local_path).resolve()) if table.local_path is not None else table.path,
         "version": table.version,
         "where": report.where,
         "by_dataset": report.by_dataset,

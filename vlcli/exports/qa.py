@@ -154,7 +154,8 @@ def check_file_target(path: Path, images: Path | None, table: Table, overwrite: 
     the table, or whose folder cannot be made (a missing folder is made when the export writes)."""
     resolved = path.resolve()
     flag = f"{str(path)!r}"
-    if resolved.is_relative_to(Path(table.path).resolve()):
+    local = table.local_path  # a file:// URI names a folder too; object storage cannot hold the file
+    if local is not None and resolved.is_relative_to(Path(local).resolve()):
         raise ExportError(f"{flag} is inside the table {table.path!r}: pick another file")
     if images is not None and resolved.is_relative_to(images.resolve()):
         raise UsageError(

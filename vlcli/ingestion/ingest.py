@@ -23,7 +23,7 @@ from vlcli.images import DEFAULT_MAX_PIXELS, ImageProblem, content_id, probe, so
 from vlcli.ingestion.sources import Record, Source, open_source
 from vlcli.steps.base import Progress, error_status, reason_key
 from vlcli.table.schema import ingest_schema
-from vlcli.table.storage import Table, table_exists
+from vlcli.table.storage import Table, local_path, table_exists
 from vlcli.text import MAX_REASON_CHARS, one_line
 
 _CHUNK_ROWS = 16  # records per worker task: amortises task overhead, keeps the pool busy
@@ -386,10 +386,11 @@ def existing_ids(table: Table) -> set[str]:
 
 def _check_table_path(path: str) -> None:
     """Refuse to create a table inside a file or a folder that already holds other things."""
-    if table_exists(path) or not os.path.exists(path):
+    local = local_path(path)  # a file:// URI names a folder too; object storage has no folder to check
+    if local is None or table_exists(path) or not os.path.exists(local):
         return
-    if os.path.isdir(path):
-        with os.scandir(path) as entries:
+    if os.path.isdir(local):
+        with os.scandir(local) as entries:
             if next(entries, None) is None:
                 return
     raise UsageError(
