@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
 
 from vlcli.cli.common import StepFlags, handles_errors, step_flags
-from vlcli.cli.render import render
+from vlcli.cli.render import render, render_forgotten
+from vlcli.ingestion.reference import build_reference
+from vlcli.steps.filter.contamination import forget
 from vlcli.steps.filter.step import SPEC, FilterRules, ScoreSettings, run_filter
 from vlcli.table.storage import Table
 
@@ -55,6 +58,27 @@ def command(
             help="Also drop images whose embeddings have cosine >= this (needs vl crop).",
         ),
     ] = None,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--against",
+            help="An evaluation set (folder, dataset, Parquet or vl table): reject training images matching "
+            "one of its images (reason contaminated). Repeat for several; remembered for later runs.",
+        ),
+    ] = None,
+    against_distance: Annotated[
+        int | None,
+        typer.Option(
+            "--against-distance",
+            min=0,
+            max=64,
+            help="Contaminated: pHash distance to an evaluation crop below this (default --phash-distance).",
+        ),
+    ] = None,
+    forget_against: Annotated[
+        bool,
+        typer.Option("--forget-against", help="Stop checking against the evaluation sets remembered so far."),
+    ] = False,
     *,
     flags: StepFlags,
 ) -> None:
@@ -62,7 +86,8 @@ def command(
 
     Scores each pending row once (phash, nsfw_score; resumable), then recomputes filter_keep,
     filter_reason and dup_of for every row from the stored scores: rerun with other thresholds to
-    change the decision without decoding anything.
+    change the decision without decoding anything. With --against, each evaluation set is ingested once
+    into a reference table beside TABLE and its matches rejected as contaminated (contam_of).
     """
     settings = ScoreSettings(
         nsfw=nsfw,
@@ -80,7 +105,20 @@ def command(
         phash_distance=phash_distance,
         dedup_scope=dedup_scope,
         semantic_threshold=semantic_threshold,
+        against_distance=against_distance,
     )
     opts = flags.options(SPEC.batch_size)
-    step_report, _ = run_filter(Table.open(table), settings, rules, opts, flags.progress())
+    tbl = Table.open(table)
+    if forget_against:
+        render_forgotten(forget(tbl))
+    refs = [
+        build_reference(
+            tbl, src, semantic=semantic_threshold is not None, progress=flags.progress(), device=flags.device
+        )
+        for src in against or []
+    ]
+    for ref in refs:
+        render(ref)
+    rules = replace(rules, against=tuple(ref.path for ref in refs))
+    step_report, _ = run_filter(tbl, settings, rules, opts, flags.progress())
     render(step_report)  # and its FilterReport

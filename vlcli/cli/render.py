@@ -14,6 +14,7 @@ from rich.table import Table as RichTable
 
 from vlcli.exports.export import ExportReport
 from vlcli.ingestion.ingest import IngestReport
+from vlcli.ingestion.reference import Reference
 from vlcli.review.cards import ReviewReport
 from vlcli.review.status import TableStatus
 from vlcli.run.pipeline import PipelineReport, Plan
@@ -113,6 +114,26 @@ def render_filter(report: FilterReport) -> None:
         console.print(
             f"  {plural(report.duplicate_groups, 'image')} kept with near-duplicates dropped", highlight=False
         )
+    if report.references:
+        contaminated = report.reasons.get("contaminated", 0)
+        console.print(
+            f"  {plural(contaminated, 'image')} matching the evaluation sets {', '.join(report.references)}",
+            highlight=False,
+        )
+
+
+@render.register
+def render_reference(ref: Reference) -> None:
+    """The reference table an evaluation set went into."""
+    how = f"{ref.added:,} images ingested" if ref.added else "reused"
+    console.print(
+        f"[bold]reference[/] {ref.name}: {ref.rows:,} images in {ref.path} ({how})", highlight=False
+    )
+
+
+def render_forgotten(count: int) -> None:
+    """How many remembered evaluation sets `--forget-against` dropped."""
+    console.print(f"no longer checking against {plural(count, 'evaluation set')}", highlight=False)
 
 
 @render.register

@@ -74,6 +74,27 @@ FILTER_REASON = Column(
     "filter_reason", pa.string(), "why a row is rejected: too_small, too_large, bad_aspect, ...", "filter"
 )
 FILTER_STATUS = status_column("filter")
+CONTAM_OF = Column(
+    "contam_of",
+    pa.string(),
+    "the evaluation image this row matches, as <reference name>:<id> (vl filter --against); NULL if none",
+    "filter",
+)
+CONTAM_DISTANCE = Column(
+    "contam_distance",
+    pa.int32(),
+    "pHash Hamming distance to the contam_of image's closest crop-grid hash; NULL for an embedding match",
+    "filter",
+)
+
+# reference: the rows of a reference table (an evaluation set ingested by vl filter --against)
+REF_HASHES = Column(
+    "ref_hashes",
+    pa.list_(pa.int64()),
+    "pHashes of the whole image and of its crop grid (scales 0.8-0.95, centre and corners), int64",
+    "reference",
+)
+REFERENCE_STATUS = status_column("reference")
 
 # crop
 BOX_TYPE = pa.list_(pa.int32(), 4)  # left, top, right, bottom
@@ -215,6 +236,10 @@ COLUMNS: tuple[Column, ...] = (
     FILTER_KEEP,
     FILTER_REASON,
     FILTER_STATUS,
+    CONTAM_OF,
+    CONTAM_DISTANCE,
+    REF_HASHES,
+    REFERENCE_STATUS,
     CROP_BOX,
     CROP_SCORE,
     EMBEDDING,

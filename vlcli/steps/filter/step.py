@@ -14,10 +14,13 @@ from vlcli.backends import create
 from vlcli.errors import UsageError
 from vlcli.images import decode, decode_budget, shrink
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary
+from vlcli.steps.filter.contamination import Matches, find_matches, remember
 from vlcli.steps.filter.dedup import dedup
 from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, to_int64
 from vlcli.steps.runner import run_step
 from vlcli.table.schema import (
+    CONTAM_DISTANCE,
+    CONTAM_OF,
     DATASET,
     DUP_OF,
     EMBEDDING,
@@ -41,7 +44,16 @@ if TYPE_CHECKING:
 # rejected rows.
 KEPT = (FILTER_KEEP.name, "filter_keep IS NULL OR filter_keep = true")
 
-REASONS = ("unreadable", "too_small", "too_large", "bad_aspect", "nsfw", "duplicate", "semantic_duplicate")
+REASONS = (
+    "unreadable",
+    "too_small",
+    "too_large",
+    "bad_aspect",
+    "nsfw",
+    "contaminated",
+    "duplicate",
+    "semantic_duplicate",
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,8 @@ class FilterRules:
     phash_distance: int = 8
     dedup_scope: str = "all"
     semantic_threshold: float | None = None
+    against: tuple[str, ...] = ()  # reference tables to add to the remembered ones (vl filter --against)
+    against_distance: int | None = None  # contaminated: pHash distance below this (None: phash_distance)
 
     def __post_init__(self) -> None:
         if self.min_side < 0 or (self.max_side is not None and self.max_side < self.min_side):
@@ -81,6 +95,11 @@ class FilterRules:
             raise UsageError("--dedup-scope must be 'all' or 'dataset'")
         if self.semantic_threshold is not None and not 0 < self.semantic_threshold <= 1:
             raise UsageError("--semantic-threshold is a cosine similarity in (0, 1]")
+        if self.against_distance is not None and not 0 <= self.against_distance <= 64:
+            raise UsageError("--against-distance is a Hamming distance in [0, 64] (0: embeddings only)")
+        if isinstance(self.against, str):
+            raise UsageError("filter.against takes a list of evaluation sets, e.g. [data/eval]")
+        object.__setattr__(self, "against", tuple(self.against))  # a list from vl.yaml is fine too
 
 
 class FilterStep(Step):
@@ -147,6 +166,7 @@ class FilterReport(Summary):
     not_scored: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     duplicate_groups: int = 0
+    references: list[str] = field(default_factory=list)  # names of the evaluation sets checked against
 
 
 _GLOBAL_READS = tuple(
@@ -156,7 +176,9 @@ _GLOBAL_READS = tuple(
 
 def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
     """Recompute keep / reason / dup_of for every row from the stored columns (no image is read)."""
-    table.ensure_columns([DUP_OF.field(), FILTER_KEEP.field(), FILTER_REASON.field()])
+    table.ensure_columns(
+        [c.field() for c in (DUP_OF, FILTER_KEEP, FILTER_REASON, CONTAM_OF, CONTAM_DISTANCE)]
+    )
     data = table.to_arrow(list(_GLOBAL_READS)).to_pydict()
     n = len(data["id"])
     reason: list[str | None] = [_row_reason(data, i, rules) for i in range(n)]
@@ -164,6 +186,9 @@ def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
     dup_of: list[str | None] = [None] * n
     candidates = [i for i in range(n) if scored[i] and reason[i] is None and data["phash"][i] is not None]
     report = FilterReport(rows=n)
+    # decided before near-duplicate groups: a contaminated image is never a group's kept member
+    contam = _contaminated(table, data, candidates, rules, reason, report)
+    candidates = [i for i in candidates if reason[i] is None]
     if rules.phash_distance > 0 and candidates:
         _mark_duplicates(data, candidates, rules, dup_of, reason, "duplicate", report)
     if rules.semantic_threshold is not None:
@@ -179,8 +204,35 @@ def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
             report.kept += 1
         else:
             report.reasons[str(reason[i])] += 1
-    _write(table, data["id"], dup_of, keep, reason)
+    _write(table, data["id"], dup_of, keep, reason, contam)
     return report
+
+
+def _contaminated(
+    table: Table,
+    data: dict[str, list[Any]],
+    rows: list[int],
+    rules: FilterRules,
+    reason: list[str | None],
+    report: FilterReport,
+) -> Matches:
+    """Mark rows matching an image of a remembered reference table (plus `rules.against`)."""
+    n = len(data["id"])
+    found = Matches([None] * n, [None] * n)
+    refs = remember(table, rules.against)
+    report.references = [r["name"] for r in refs]
+    if not refs or not rows:
+        return found
+    limit = rules.phash_distance if rules.against_distance is None else rules.against_distance
+    ids = [data["id"][i] for i in rows]
+    matches = find_matches(
+        table, refs, ids, [data["phash"][i] for i in rows], limit, rules.semantic_threshold
+    )
+    for k, i in enumerate(rows):
+        if matches.of[k] is not None:
+            reason[i] = "contaminated"
+            found.of[i], found.distance[i] = matches.of[k], matches.distance[k]
+    return found
 
 
 def _row_reason(data: dict[str, list[Any]], i: int, rules: FilterRules) -> str | None:
@@ -257,7 +309,12 @@ def _semantic(
 
 
 def _write(
-    table: Table, ids: list[str], dup_of: list[str | None], keep: list[bool | None], reason: list[str | None]
+    table: Table,
+    ids: list[str],
+    dup_of: list[str | None],
+    keep: list[bool | None],
+    reason: list[str | None],
+    contam: Matches,
 ) -> None:
     table.write_back(
         pa.table(
@@ -266,6 +323,8 @@ def _write(
                 DUP_OF.name: pa.array(dup_of, pa.string()),
                 FILTER_KEEP.name: pa.array(keep, pa.bool_()),
                 FILTER_REASON.name: pa.array(reason, pa.string()),
+                CONTAM_OF.name: pa.array(contam.of, pa.string()),
+                CONTAM_DISTANCE.name: pa.array(contam.distance, pa.int32()),
             }
         )
     )
