@@ -86,7 +86,11 @@ def _pipeline(ray: Any, lance_ray: Any, table: Table, step: Step, opts: RunOptio
     optional = [c for c in step.optional_reads if c in table.schema.names]
     columns = list(dict.fromkeys(["id", *step.reads, *optional]))
     rows = lance_ray.read_lance(
-        table.path, columns=columns, filter=where, dataset_options={"version": table.version}
+        table.path,
+        columns=columns,
+        filter=where,
+        storage_options=table.storage_options or None,
+        dataset_options={"version": table.version},
     )
     if opts.limit is not None:
         rows = rows.limit(opts.limit)
