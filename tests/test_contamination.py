@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 from typer.testing import CliRunner
@@ -280,6 +281,23 @@ def test_cli_against_and_forget(sets: Sets, tmp_path: Path) -> None:
     assert "10 images matching the evaluation sets eval" in result.output
     result = CliRunner().invoke(app, ["filter", path, "--nsfw", "none", "--min-side", "0"])
     assert "10 images matching the evaluation sets eval" in result.output
+
+    # honoured downstream: status counts them, show pairs them with their evaluation image, export leaves them
+    status = CliRunner().invoke(app, ["status", path])
+    assert "contaminated" in status.output
+    page = tmp_path / "review.html"
+    shown = CliRunner().invoke(
+        app, ["show", path, "--out", str(page), "--where", "filter_reason = 'contaminated'"]
+    )
+    assert shown.exit_code == 0, shown.output
+    text = page.read_text()
+    assert text.count('<div class="pair">') == 10 and text.count("right: evaluation image eval:") == 10
+    exported = CliRunner().invoke(app, ["export", path, "--parquet", str(tmp_path / "out")])
+    assert exported.exit_code == 0, exported.output
+    out_ids = set(pq.read_table(tmp_path / "out", columns=["id"]).column("id").to_pylist())
+    contaminated = set(Table.open(path).to_arrow(["id"], "contam_of IS NOT NULL").column("id").to_pylist())
+    assert len(contaminated) == 10 and len(out_ids) == Table.open(path).count() - 10
+    assert not out_ids & contaminated
     result = CliRunner().invoke(
         app, ["filter", path, "--nsfw", "none", "--min-side", "0", "--forget-against"]
     )

@@ -41,7 +41,7 @@ from vlcli.hub import check_repo_id, hub_token, push_dataset
 from vlcli.images import image_extensions
 from vlcli.steps.base import Progress
 from vlcli.table.predicate import Predicate, conjoin, parse_where
-from vlcli.table.schema import DATASET, ID, IMAGE
+from vlcli.table.schema import CONTAM_OF, DATASET, ID, IMAGE
 from vlcli.table.storage import Table
 
 
@@ -88,6 +88,8 @@ def export(
         predicate: str | None = qx.qa_predicate(table.schema, condition, qa, all_rows=all_rows)
     else:
         predicate = row_filter(condition, all_rows=all_rows)
+    if not all_rows and CONTAM_OF.name in table.schema.names:  # evaluation images never leave, --where or not
+        predicate = conjoin(predicate, f"{CONTAM_OF.name} IS NULL")
     try:
         total = table.count(predicate)
     except QueryError as exc:

@@ -25,6 +25,7 @@ class Card:
     thumb: Thumb
     group: str | None = None  # the kept id shared by a duplicate group of two or more cards
     context: bool = False  # a kept twin shown beside its duplicates although --where left it out
+    match: Thumb | None = None  # a contaminated row's matched evaluation image (vl filter --against)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from vlcli import __version__
-from vlcli.review.cards import Card, ReviewReport, Summary
+from vlcli.review.cards import Card, ReviewReport, Summary, Thumb
 from vlcli.steps.base import reason_key
 from vlcli.steps.synth.qa import LETTERS
 from vlcli.text import one_line
@@ -253,17 +253,22 @@ def card_html(card: Card, reasons: Reasons, on_page: set[str], thumb_size: int) 
         _qa(row),
     ]
     note = '<p class="note">kept twin, outside --where</p>' if card.context else ""
-    return f"<article {attrs}>{_thumb(card, thumb_size)}{note}{''.join(body)}</article>"
+    picture = _picture(card.thumb, thumb_size, card.row.get("crop_box"))
+    if card.match is not None:  # side by side: this row and the evaluation image it matched
+        half = thumb_size // 2
+        picture = (
+            f'<div class="pair">{_picture(card.thumb, half, card.row.get("crop_box"))}{_picture(card.match, half)}'
+            f'</div><p class="note">right: evaluation image {esc(row.get("contam_of"))}</p>'
+        )
+    return f"<article {attrs}>{picture}{note}{''.join(body)}</article>"
 
 
-def _thumb(card: Card, size: int) -> str:
-    thumb = card.thumb
+def _picture(thumb: Thumb, size: int, box: Any = None) -> str:
     if thumb.url is None:
         return f'<div class="thumb missing" style="height:{size // 2}px">{esc(thumb.problem or "no image")}</div>'
     scale = size / max(thumb.width, thumb.height)
     width, height = max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))
     crop = ""
-    box = card.row.get("crop_box")
     if box is not None and len(box) == 4:
         left, top, right, bottom = (float(v) for v in box)
         x, y = _pct(left, thumb.width), _pct(top, thumb.height)
@@ -299,7 +304,11 @@ def _filter_line(row: dict[str, Any], on_page: set[str]) -> str:
         return f'<p class="verdict kept">kept{nsfw}</p>'
     twin = row.get("dup_of")
     of = ""
-    if twin:
+    if row.get("contam_of"):
+        distance = row.get("contam_distance")
+        how = f"pHash distance {distance}" if distance is not None else "embedding"
+        of = f" of <code>{esc(row['contam_of'])}</code> ({how})"
+    elif twin:
         short = esc(str(twin)[:SHORT_ID])
         of = f' of <a href="#c-{esc(twin)}">{short}</a>' if twin in on_page else f" of <code>{short}</code>"
     return f'<p class="verdict rejected">rejected: {esc(row.get("filter_reason") or "?")}{of}{nsfw}</p>'

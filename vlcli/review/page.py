@@ -23,9 +23,10 @@ from vlcli.review.cards import Card, QASummary, ReviewReport, Summary, Thumb
 from vlcli.review.html import REASON_CHARS, render_page
 from vlcli.review.status import outcome_counts, pending_where
 from vlcli.steps.base import Progress
+from vlcli.steps.filter.contamination import remembered
 from vlcli.table.predicate import Predicate, conjoin, parse_where
 from vlcli.table.schema import step_names
-from vlcli.table.storage import Table
+from vlcli.table.storage import Table, table_exists
 from vlcli.text import one_line
 
 DEFAULT_LIMIT = 500
@@ -47,6 +48,8 @@ CARD_COLUMNS = (
     "image",
     "nsfw_score",
     "dup_of",
+    "contam_of",
+    "contam_distance",
     "filter_keep",
     "filter_reason",
     "crop_box",
@@ -191,7 +194,28 @@ def load_cards(
     cards = [by_id[i] for i in order if i in by_id]  # a dup_of naming a row that is gone has no card
     _mark_groups(cards)
     _mark_blocked(table, cards)
+    _attach_matches(table, cards, thumb_size)
     return cards
+
+
+def _attach_matches(table: Table, cards: list[Card], thumb_size: int) -> None:
+    """Give each contaminated card the thumbnail of the evaluation image it matched, read from its
+    reference table (a reference no longer remembered or gone shows no picture)."""
+    wanted: dict[str, dict[str, list[Card]]] = {}  # reference name -> evaluation id -> cards
+    for card in cards:
+        name, _, ref_id = str(card.row.get("contam_of") or "").rpartition(":")
+        if name:
+            wanted.setdefault(name, {}).setdefault(ref_id, []).append(card)
+    paths = {r["name"]: r["path"] for r in remembered(table)}
+    for name, by_id in wanted.items():
+        if name not in paths or not table_exists(paths[name]):
+            continue
+        predicate = "id IN (" + ", ".join(_sql_string(i) for i in by_id) + ")"
+        for batch in Table.open(paths[name]).scan(["id", "image"], predicate, batch_size=SCAN_ROWS):
+            for ref_id, data in zip(batch.column("id").to_pylist(), batch.column("image").to_pylist()):
+                match = thumbnail(data, thumb_size)
+                for card in by_id.get(ref_id, []):
+                    card.match = match
 
 
 def _mark_blocked(table: Table, cards: list[Card]) -> None:
