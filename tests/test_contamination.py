@@ -21,7 +21,7 @@ from vlcli.cli.app import app
 from vlcli.demo.samples import draw_scene
 from vlcli.errors import UsageError
 from vlcli.ingestion.ingest import ingest
-from vlcli.ingestion.reference import build_reference
+from vlcli.ingestion.reference import build_reference, resolve_against
 from vlcli.steps.filter.contamination import (
     REFERENCE_KEY,
     crop_grid,
@@ -152,10 +152,13 @@ def test_a_vl_table_is_an_evaluation_set_too(sets: Sets, tmp_path: Path) -> None
     ingest(sets.eval_dir, eval_table)
     ingest(sets.train_dir, tmp_path / "train.lance")
     table = Table.open(tmp_path / "train.lance")
-    ref = build_reference(table, str(eval_table))
-    assert ref.rows == 30 and Path(ref.path).name.startswith("eval-")
-    _, report = run_filter(table, NO_NSFW, FilterRules(min_side=0, against=(ref.path,)))
+    # what vl filter --against and vl run's filter.against do: sources become reference tables
+    rules, (ref,) = resolve_against(table, FilterRules(min_side=0, against=(str(eval_table),)))
+    assert ref.rows == 30 and Path(ref.path).name.startswith("eval-") and rules.against == (ref.path,)
+    _, report = run_filter(table, NO_NSFW, rules)
     assert report is not None and report.reasons["contaminated"] == 10
+    again, (same,) = resolve_against(table, rules)  # a reference table's own path stays itself
+    assert again == rules and (same.name, same.added) == ("eval", 0)
 
 
 def test_cross_matches_equal_brute_force() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated
 
 import typer
 
 from vlcli.cli.common import StepFlags, handles_errors, step_flags
 from vlcli.cli.render import render, render_forgotten
-from vlcli.ingestion.reference import build_reference
+from vlcli.ingestion.reference import resolve_against
 from vlcli.steps.filter.contamination import forget
 from vlcli.steps.filter.step import SPEC, FilterRules, ScoreSettings, run_filter
 from vlcli.table.storage import Table
@@ -105,20 +104,15 @@ def command(
         phash_distance=phash_distance,
         dedup_scope=dedup_scope,
         semantic_threshold=semantic_threshold,
+        against=tuple(against or ()),
         against_distance=against_distance,
     )
     opts = flags.options(SPEC.batch_size)
     tbl = Table.open(table)
     if forget_against:
         render_forgotten(forget(tbl))
-    refs = [
-        build_reference(
-            tbl, src, semantic=semantic_threshold is not None, progress=flags.progress(), device=flags.device
-        )
-        for src in against or []
-    ]
+    rules, refs = resolve_against(tbl, rules, progress=flags.progress(), device=flags.device)
     for ref in refs:
         render(ref)
-    rules = replace(rules, against=tuple(ref.path for ref in refs))
     step_report, _ = run_filter(tbl, settings, rules, opts, flags.progress())
     render(step_report)  # and its FilterReport

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pyarrow as pa
@@ -16,7 +16,8 @@ from vlcli.errors import UsageError
 from vlcli.ingestion.ingest import IngestOptions, ingest
 from vlcli.steps.base import Progress, RunOptions
 from vlcli.steps.crop.step import CropSettings, CropStep
-from vlcli.steps.filter.contamination import REFERENCE_KEY, ReferenceStep
+from vlcli.steps.filter.contamination import REFERENCE_KEY, ReferenceStep, reference_name
+from vlcli.steps.filter.step import FilterRules
 from vlcli.steps.runner import run_step
 from vlcli.table.schema import INGEST_COLUMNS, ingest_schema
 from vlcli.table.storage import Table, local_path, table_exists
@@ -60,6 +61,8 @@ def build_reference(
     """Ingest `source` (anything `vl ingest` reads, or a vl table) into its reference table, once, and
     fill its crop-grid hashes; with `semantic`, also its embeddings from `table`'s crop model."""
     name, path = reference_path(table, source)
+    if _resolved(source).startswith(f"{_resolved(table.path).rstrip('/')}.refs/"):
+        name, path = reference_name(source), source  # already one of this table's reference tables
     crop_params = _crop_params(table) if semantic else None
     ref = Table.open(path) if table_exists(path) else None
     added = 0
@@ -72,6 +75,24 @@ def build_reference(
     if crop_params is not None:
         _embed(ref, crop_params, options, progress, device)
     return Reference(name, _resolved(source), path, ref.count(), added)
+
+
+def resolve_against(
+    table: Table,
+    rules: FilterRules,
+    *,
+    progress: Progress | None = None,
+    device: str = "auto",
+) -> tuple[FilterRules, list[Reference]]:
+    """`rules` with each evaluation set of `rules.against` replaced by its reference table (built or
+    reused), and those references: what `vl filter --against` and `vl run`'s `filter.against` do first."""
+    refs = [
+        build_reference(
+            table, src, semantic=rules.semantic_threshold is not None, progress=progress, device=device
+        )
+        for src in rules.against
+    ]
+    return replace(rules, against=tuple(ref.path for ref in refs)), refs
 
 
 def _fill(source: str, path: str, name: str, progress: Progress | None) -> int:
