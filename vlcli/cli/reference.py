@@ -16,7 +16,10 @@ except ImportError:  # pragma: no cover
 
 def commands() -> dict[str, Any]:
     """Every `vl` command by name (click command objects)."""
-    return dict(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    group = typer.main.get_command(app)
+    ctx = click_core.Context(group, info_name="vl")
+    # The group imports a command's module on first use: ask for each by name.
+    return {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}  # type: ignore[attr-defined]
 
 
 def _plain_help(command: Any, name: str) -> str:
