@@ -10,7 +10,7 @@ from vlcli.errors import UsageError
 from vlcli.steps.base import Progress, RunOptions, Shard, Step, StepReport
 from vlcli.steps.lifecycle import begin, end, pending_where
 from vlcli.steps.local import run_rows
-from vlcli.steps.procs import run_rows_in_processes
+from vlcli.steps.procs import run_rows_in_processes, visible_gpus
 from vlcli.steps.ray_engine import run_rows_on_ray
 from vlcli.table.storage import Table
 
@@ -57,8 +57,6 @@ def parse_gpus(text: str | None) -> tuple[str, ...]:
     if text is None:
         return ()
     if text.strip() == "all":
-        from vlcli.steps.procs import visible_gpus  # TODO(lead): top-level once procs.py lands
-
         found = visible_gpus()
         if not found:
             raise UsageError(
