@@ -53,12 +53,13 @@ class NullEmbedder:
         self._projection = projection.to(self.device)
 
     def resize(self, images: Any, size: tuple[int, int]) -> Any:
-        """uint8 [B,3,H,W] -> uint8 [B,3,h,w] by nearest neighbour (picks rows and columns, no filter)."""
+        """uint8 [B,3,H,W] -> uint8 [B,3,h,w] by nearest neighbour: a strided view when shrinking (no
+        copy, so the resize costs nothing), an interpolation when enlarging."""
         torch = require("torch")
-        h, w = images.shape[-2:]
-        rows = torch.arange(size[0], device=images.device) * h // size[0]
-        cols = torch.arange(size[1], device=images.device) * w // size[1]
-        return images.index_select(-2, rows).index_select(-1, cols)
+        (h, w), (th, tw) = images.shape[-2:], size
+        if h >= th and w >= tw:
+            return images[..., :: h // th, :: w // tw][..., :th, :tw]
+        return torch.nn.functional.interpolate(images, size=size, mode="nearest")
 
     def preprocess(self, images: Any) -> Any:
         """uint8 [B,3,H,W] -> float32 [B,3,S,S] in [0, 1]."""
