@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from vlcli.backends import available, create
+from vlcli.backends import available, create, ocr
 from vlcli.backends.ocr import (
     MIN_SCORE,
     PaddleOcrReader,
     TextBox,
+    choose_provider,
     quad_bounds,
     shipped_models,
 )
@@ -348,3 +350,74 @@ def test_paddleocr_results_become_text_boxes(monkeypatch: pytest.MonkeyPatch) ->
     ]
     assert paddle.read([]) == []
     assert paddle.provenance()["model"] == "paddleocr:PP-OCRv5_server"
+
+
+# --- which engine: GPU when there is one, else the CPU with a notice ----------------------------------
+
+CPU_ONLY = ["CPUExecutionProvider"]
+WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("device", "providers", "gpu", "cuda", "notice"),
+    [
+        ("auto", WITH_CUDA, True, True, None),
+        ("auto", WITH_CUDA, False, True, None),
+        ("auto", CPU_ONLY, True, False, "no CUDA provider"),
+        ("auto", CPU_ONLY, False, False, None),  # no GPU: the CPU is no fallback, nothing to say
+        ("cpu", WITH_CUDA, True, False, None),
+        ("cuda", WITH_CUDA, True, True, None),
+        ("cuda:1", WITH_CUDA, True, True, None),
+        ("mps", WITH_CUDA, False, False, "no Metal engine"),
+    ],
+)
+def test_choose_provider(
+    device: str, providers: list[str], gpu: bool, cuda: bool, notice: str | None
+) -> None:
+    chosen, said = choose_provider(device, providers, gpu)
+    assert chosen is cuda
+    assert (said is None) if notice is None else (said is not None and notice in said)
+    if said is not None:
+        assert "\n" not in said and said.startswith("OCR runs on the CPU")
+
+
+def test_choose_provider_cuda_without_provider_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="onnxruntime-gpu"):
+        choose_provider("cuda", CPU_ONLY, True)
+
+
+def test_a_gpu_without_the_cuda_provider_gives_one_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: CPU_ONLY)
+    monkeypatch.setattr(ocr, "gpu_present", lambda: True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # what a run sees: each notice once
+        assert [ocr._use_cuda("auto") for _ in range(3)] == [False] * 3
+        assert ocr._use_cuda("cpu") is False
+    notices = [w for w in caught if issubclass(w.category, ocr.DeviceNotice)]
+    assert [str(w.message) for w in notices] == [ocr.NO_CUDA_PROVIDER]
+
+
+def test_device_cpu_never_asks_for_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: WITH_CUDA)
+    monkeypatch.setattr(ocr, "gpu_present", lambda: pytest.fail("--device cpu probed for a GPU"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ocr.DeviceNotice)
+        reader = create("ocr", "rapidocr", device="cpu", workers=1)
+    assert reader.cuda is False and reader._params()["EngineConfig.onnxruntime.use_cuda"] is False
+    assert reader.provenance()["provider"] == "cpu"
+
+
+def test_a_cuda_provider_that_cannot_start_falls_back_with_a_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime really has CUDA")
+    # onnxruntime lists CUDA, but the session it builds runs on the CPU (as without CUDA libraries).
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: WITH_CUDA)
+    with pytest.warns(ocr.DeviceNotice, match="could not start its CUDA provider"):
+        reader = create("ocr", "rapidocr", device="auto", workers=1)
+    assert reader.cuda is False and reader.provenance()["provider"] == "cpu"

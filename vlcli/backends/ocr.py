@@ -15,6 +15,9 @@ import hashlib
 import math
 import os
 import queue
+import shutil
+import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -136,22 +139,80 @@ def folder_models(folder: str) -> dict[str, str]:
     return found
 
 
-def _use_cuda(device: str) -> bool:
-    """Whether to ask rapidocr for CUDA: `auto` uses it when onnxruntime has it, `cuda` requires it."""
+CUDA_PROVIDER = "CUDAExecutionProvider"
+NO_CUDA_PROVIDER = (
+    "OCR runs on the CPU although a CUDA GPU is present: this onnxruntime has no CUDA provider "
+    "(pip uninstall onnxruntime && pip install onnxruntime-gpu to read on the GPU)"
+)
+
+
+class DeviceNotice(UserWarning):
+    """A backend runs on another device than the one the machine offers (shown once per run)."""
+
+
+def choose_provider(device: str, providers: Sequence[str], gpu_present: bool) -> tuple[bool, str | None]:
+    """(run on CUDA, a notice to show) for rapidocr on onnxruntime: `auto` takes CUDA when onnxruntime
+    has its provider and falls back to the CPU with a notice when a GPU is there but the provider is
+    not; `cpu` (and `mps`, which onnxruntime cannot use here) never asks for CUDA; `cuda` requires it."""
     _check_device(device)
+    has_cuda = CUDA_PROVIDER in providers
+    if device.startswith("cuda"):
+        if not has_cuda:
+            raise UsageError(
+                f"--device {device}: this onnxruntime has no CUDA provider (replace onnxruntime with "
+                "onnxruntime-gpu, or use --device auto / cpu)"
+            )
+        return True, None
+    if device == "auto":
+        if has_cuda:
+            return True, None
+        return False, NO_CUDA_PROVIDER if gpu_present else None
+    if device == "mps":
+        return False, "OCR runs on the CPU: rapidocr's onnxruntime has no Metal engine (--device mps)"
+    return False, None
+
+
+def gpu_present() -> bool:
+    """Whether this machine has a usable NVIDIA GPU (torch's answer when torch is loaded, else the driver)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return bool(torch.cuda.is_available())
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+
+
+def _providers() -> list[str]:
     try:
         import onnxruntime
     except ImportError as exc:
         raise MissingDependencyError(
             f"the rapidocr OCR backend runs its models with onnxruntime: pip install onnxruntime ({exc})"
         ) from exc
-    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    if device.startswith("cuda") and not has_cuda:
-        raise UsageError(
-            f"--device {device}: this onnxruntime has no CUDA provider (replace onnxruntime with "
-            "onnxruntime-gpu, or use --device auto / cpu)"
-        )
-    return has_cuda and (device == "auto" or device.startswith("cuda"))
+    return list(onnxruntime.get_available_providers())
+
+
+def _use_cuda(device: str) -> bool:
+    """Whether to ask rapidocr for CUDA (see `choose_provider`); a fallback's notice is warned once."""
+    _check_device(device)
+    providers = _providers()
+    # The GPU probe only matters when `auto` would fall back: skip it otherwise.
+    probe = device == "auto" and CUDA_PROVIDER not in providers
+    cuda, notice = choose_provider(device, providers, gpu_present() if probe else False)
+    if notice is not None:
+        warnings.warn(notice, DeviceNotice, stacklevel=3)
+    return cuda
+
+
+def _device_id(device: str) -> int:
+    """The CUDA device index of `cuda:N` (0 for `cuda` and `auto`)."""
+    return int(device.partition(":")[2] or 0)
+
+
+def _session_providers(engine: Any) -> list[str]:
+    """The providers onnxruntime actually gave the detector's session (empty when it cannot be told)."""
+    try:
+        return list(engine.text_det.session.session.get_providers())
+    except AttributeError:
+        return []
 
 
 def _warmup_image() -> Image.Image:
@@ -184,6 +245,7 @@ class RapidOcrReader:
         if det_side < 32:
             raise UsageError(f"det_side is the detector's long side in pixels (>= 32), not {det_side!r}")
         self.cuda = _use_cuda(device)
+        self.device_id = _device_id(device)
         self.paths = shipped_models() if model is None else folder_models(model)
         self.name = "rapidocr" if model is None else f"rapidocr:{Path(model).name}"
         self.det_side, self.min_score, self.orientation = int(det_side), float(min_score), orientation
@@ -214,6 +276,7 @@ class RapidOcrReader:
             "EngineConfig.onnxruntime.intra_op_num_threads": 1,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             "EngineConfig.onnxruntime.use_cuda": self.cuda,
+            "EngineConfig.onnxruntime.cuda_ep_cfg.device_id": self.device_id,
         }
 
     def _engine(self) -> Any:
@@ -224,6 +287,16 @@ class RapidOcrReader:
         except Exception as exc:
             files = ", ".join(self.paths.values())
             raise _load_error(f"the OCR models {self.name!r}", exc, f"files: {files}") from exc
+        actual = _session_providers(engine)
+        if self.cuda and actual and actual[0] != CUDA_PROVIDER:
+            # onnxruntime lists the provider but could not start it (CUDA or cuDNN libraries missing).
+            self.cuda = False
+            warnings.warn(
+                f"OCR runs on the CPU: onnxruntime could not start its CUDA provider (got {actual[0]}; "
+                "check that the CUDA and cuDNN libraries onnxruntime-gpu needs are installed)",
+                DeviceNotice,
+                stacklevel=3,
+            )
         return engine
 
     @contextmanager
