@@ -19,9 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from vlcli.errors import StepInterrupted
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport
-from vlcli.steps.rows import Chunk, Committer, Prepared, prepare_chunk, process_prepared
+from vlcli.steps.rows import Chunk, Committer, Prepared, commit_all, prepare_chunk, process_prepared
 from vlcli.table.storage import Table
 
 CHUNK_ROWS = 4  # rows per prepare task: few, so the bytes of prepared rows in flight are bounded finely
@@ -41,22 +40,9 @@ def run_rows(
     batches = table.snapshot().scan(columns, where, batch_size=opts.batch_size, limit=opts.limit or None)
     pool = _make_pool(opts)
     prefetcher = _Prefetcher(batches, step, pool, opts)
-    committer = Committer(table, step, opts, report)
     try:
-        for prepared in prefetcher:
-            rows = process_prepared(step, prepared)
-            committer.add(rows)
-            if progress is not None:
-                progress.advance(len(rows), sum(r[step.status].startswith("error") for r in rows))
-        committer.flush()
-    except KeyboardInterrupt:
-        committer.flush()  # finished rows are kept; the batch in flight is abandoned
-        report.interrupted = True
-        raise StepInterrupted(
-            f"{step.name} interrupted after {report.processed} rows; everything committed is kept: "
-            "rerun the same command to resume",
-            report,
-        ) from None
+        results = (process_prepared(step, prepared) for prepared in prefetcher)
+        commit_all(results, Committer(table, step, opts, report), progress)
     finally:
         prefetcher.close()
         pool.shutdown(wait=False, cancel_futures=True)

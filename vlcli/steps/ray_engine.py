@@ -19,9 +19,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from vlcli.errors import StepInterrupted, UsageError
+from vlcli.errors import UsageError
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport
-from vlcli.steps.rows import Committer, prepare_chunk, process_prepared, results_table
+from vlcli.steps.rows import Committer, commit_all, prepare_chunk, process_prepared, results_table
 from vlcli.table.storage import Table
 
 RESTARTS = 4  # a lost actor is restarted, and its batch retried, this many times before the run fails
@@ -36,23 +36,12 @@ def run_rows_on_ray(
     started = not ray.is_initialized()
     if started:
         ray.init(address=opts.address, include_dashboard=False, log_to_driver=False)
-    committer = Committer(table, step, opts, report)
     try:
         results = _pipeline(ray, lance_ray, table, step, opts, where)
-        for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
-            rows = batch.to_pylist()
-            committer.add(rows)
-            if progress is not None:
-                progress.advance(len(rows), sum(r[step.status].startswith("error") for r in rows))
-        committer.flush()
-    except KeyboardInterrupt:
-        committer.flush()  # finished rows are kept; the batches in flight are abandoned
-        report.interrupted = True
-        raise StepInterrupted(
-            f"{step.name} interrupted after {report.processed} rows; everything committed is kept: "
-            "rerun the same command to resume",
-            report,
-        ) from None
+        batches = (
+            batch.to_pylist() for batch in results.iter_batches(batch_format="pyarrow", batch_size=None)
+        )
+        commit_all(batches, Committer(table, step, opts, report), progress)
     finally:
         if started:  # a Ray the caller started is the caller's to stop
             ray.shutdown()

@@ -4,12 +4,13 @@ results into the step's columns, and commit them in windows."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from vlcli.steps.base import RunOptions, Step, StepReport, error_status
+from vlcli.errors import StepInterrupted
+from vlcli.steps.base import Progress, RunOptions, Step, StepReport, error_status
 from vlcli.table.storage import Table
 
 Prepared = tuple[str, bool, Any]  # (id, ok, prepared value or status text)
@@ -125,3 +126,24 @@ class Committer:
                 self.report.count(r[self.step.status])
             self.rows = []
         self.last = time.monotonic()
+
+
+def commit_all(
+    results: Iterable[list[dict[str, Any]]], committer: Committer, progress: Progress | None
+) -> None:
+    """Commit every batch of finished rows in windows, telling `progress`; Ctrl-C keeps what was committed."""
+    step, report = committer.step, committer.report
+    try:
+        for rows in results:
+            committer.add(rows)
+            if progress is not None:
+                progress.advance(len(rows), sum(r[step.status].startswith("error") for r in rows))
+        committer.flush()
+    except KeyboardInterrupt:
+        committer.flush()  # finished rows are kept; the batches in flight are abandoned
+        report.interrupted = True
+        raise StepInterrupted(
+            f"{step.name} interrupted after {report.processed} rows; everything committed is kept: "
+            "rerun the same command to resume",
+            report,
+        ) from None
