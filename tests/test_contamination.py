@@ -22,6 +22,7 @@ from vlcli.demo.samples import draw_scene
 from vlcli.errors import UsageError
 from vlcli.ingestion.ingest import ingest
 from vlcli.ingestion.reference import build_reference, resolve_against
+from vlcli.steps.filter import contamination
 from vlcli.steps.filter.contamination import (
     REFERENCE_KEY,
     crop_grid,
@@ -161,7 +162,9 @@ def test_a_vl_table_is_an_evaluation_set_too(sets: Sets, tmp_path: Path) -> None
     assert again == rules and (same.name, same.added) == ("eval", 0)
 
 
-def test_cross_matches_equal_brute_force() -> None:
+@pytest.mark.parametrize("held", [1 << 24, 1000])  # 1000: reference variants in several passes
+def test_cross_matches_equal_brute_force(held: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contamination, "VARIANTS_HELD", held)
     rng = np.random.default_rng(0)
     refs = rng.integers(-(2**63), 2**63 - 1, size=600, dtype=np.int64)
     near = refs[rng.integers(0, 600, size=300)].view(np.uint64)

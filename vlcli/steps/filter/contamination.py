@@ -27,7 +27,8 @@ ANCHORS = ((0.5, 0.5), (0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # centre
 BANDS = 4  # pigeonhole: a pair within distance d has some 16-bit band within d // 4
 BAND_BITS = BITS // BANDS
 MAX_RADIUS = 3  # past this many bits per band the variants (2,517 at 4) cost more than a scan
-CHUNK = 4096  # training hashes per block: bounds the candidate arrays
+CHUNK = 65536  # training hashes per block: bounds the candidate arrays
+VARIANTS_HELD = 1 << 24  # reference band variants held at once (~200 MB); more take several passes
 AGAINST_KEY = "filter.against"  # the main table's remembered references: [{"name", "path"}]
 REFERENCE_KEY = "reference"  # a reference table's own record: {"name", "source"}
 
@@ -143,25 +144,32 @@ def cross_matches(train: Any, refs: Any, max_distance: int) -> tuple[np.ndarray,
 
 
 def _banded(t: np.ndarray, r: np.ndarray, limit: int, radius: int, best: np.ndarray) -> None:
-    masks = _band_masks(radius)
+    masks = _band_masks(radius).astype(np.int64)
+    per_pass = max(1, VARIANTS_HELD // len(r))
     low = np.uint64((1 << BAND_BITS) - 1)
     for band in range(BANDS):
         shift = np.uint64(band * BAND_BITS)
-        order = np.argsort((r >> shift) & low, kind="stable")
-        keys = ((r >> shift) & low)[order]
-        for start in range(0, len(t), CHUNK):
-            tk = (t[start : start + CHUNK] >> shift) & low
-            variants = (tk[:, None] ^ masks[None, :]).ravel()
-            lo = np.searchsorted(keys, variants, "left")
-            counts = np.searchsorted(keys, variants, "right") - lo
-            total = int(counts.sum())
-            if not total:
-                continue
-            offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            ref_pos = order[np.repeat(lo, counts) + offsets]
-            rows = np.repeat(np.arange(len(tk)).repeat(len(masks)), counts) + start
-            dist = np.bitwise_count(t[rows] ^ r[ref_pos])
-            _keep_best(best, rows, dist, ref_pos, limit, len(r))
+        keys = ((r >> shift) & low).astype(np.int64)
+        for first in range(0, len(masks), per_pass):
+            # the reference side is small: spell out its band variants, so each training band is one
+            # lookup in a direct-address table of the 2**16 values (a gather, not a binary search)
+            variants = (keys[:, None] ^ masks[None, first : first + per_pass]).ravel()
+            order = np.argsort(variants, kind="stable")
+            owner = (order // min(per_pass, len(masks) - first)).astype(np.int64)
+            counts = np.bincount(variants, minlength=1 << BAND_BITS)
+            starts = np.cumsum(counts) - counts
+            for start in range(0, len(t), CHUNK):
+                block = t[start : start + CHUNK]
+                tk = ((block >> shift) & low).astype(np.int64)
+                lo, hits = starts[tk], counts[tk]
+                total = int(hits.sum())
+                if not total:
+                    continue
+                offsets = np.arange(total) - np.repeat(np.cumsum(hits) - hits, hits)
+                ref_pos = owner[np.repeat(lo, hits) + offsets]
+                rows = np.repeat(np.arange(start, start + len(block)), hits)
+                dist = np.bitwise_count(t[rows] ^ r[ref_pos])
+                _keep_best(best, rows, dist, ref_pos, limit, len(r))
 
 
 def _brute(t: np.ndarray, r: np.ndarray, limit: int, best: np.ndarray) -> None:
