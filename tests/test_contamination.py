@@ -31,7 +31,7 @@ from vlcli.steps.filter.contamination import (
     forget,
     remembered,
 )
-from vlcli.steps.filter.step import FilterRules, ScoreSettings, apply_rules, run_filter
+from vlcli.steps.filter.step import FilterReport, FilterRules, ScoreSettings, apply_rules, run_filter
 from vlcli.table.schema import ID, REF_HASHES
 from vlcli.table.storage import Table
 
@@ -310,3 +310,16 @@ def test_cli_against_and_forget(sets: Sets, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "no longer checking against 1 evaluation set" in result.output
     assert "contaminated" not in result.output
+
+
+def test_vl_run_takes_filter_against(sets: Sets, tmp_path: Path) -> None:
+    from vlcli.run.pipeline import resolve, run_pipeline
+
+    config = {
+        "run": {"steps": ["filter"]},
+        "filter": {"nsfw": "none", "min_side": 0, "against": [str(sets.eval_dir)]},
+    }
+    report = run_pipeline(tmp_path / "t.lance", resolve(config, None), sets.train_dir)
+    summary = report.steps[0].summary
+    assert isinstance(summary, FilterReport) and summary.reasons["contaminated"] == 10
+    assert [r["name"] for r in remembered(Table.open(tmp_path / "t.lance"))] == ["eval"]

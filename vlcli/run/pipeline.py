@@ -20,12 +20,14 @@ from vlcli import hub
 from vlcli.errors import QueryError, SourceError, UsageError
 from vlcli.hub import ModelRef
 from vlcli.ingestion.ingest import IngestReport, ingest
+from vlcli.ingestion.reference import resolve_against
 from vlcli.run import config
 from vlcli.run.config import DEFAULT_STEPS, Settings
 from vlcli.run.presets import preset
 from vlcli.steps import BUILT_IN
 from vlcli.steps import spec as step_spec
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport
+from vlcli.steps.filter.step import FilterStep
 from vlcli.steps.runner import run_step, scale_options
 from vlcli.table.storage import Table, table_exists
 
@@ -271,6 +273,8 @@ def run_pipeline(
     report = PipelineReport(ingest=ingested)
     for name, step in zip(names, built):
         notify("step-start", name)
+        if isinstance(step, FilterStep) and step.rules.against:  # evaluation sets become reference tables
+            step.rules, _ = resolve_against(handle, step.rules, progress=_progress(progress_factory))
         step_report = run_step(handle, step, options(name, settings, where), _progress(progress_factory))
         report.steps.append(step_report)
         notify("step", step_report)
