@@ -28,9 +28,15 @@ cluster of distinct hashes that agree on most bits. Memory is O(n + _CHUNK) for 
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Hashable, Iterable, Iterator, Sequence
-from functools import lru_cache
+import os
+import queue
+import threading
+import zlib
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from functools import lru_cache, partial
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +44,7 @@ BITS = 64
 _MASK = (1 << BITS) - 1
 _CHUNK = 1 << 18  # cells per blocked comparison (xor matrix), pairs per union-find round: bounds memory
 _BIG_RUN = 64  # groups larger than this are compared in blocks instead of by offsets
+_BIG_RUN_GROUPS = 16  # ... and, when only groups are wanted, by connected components (see _connect_run)
 _SPARSE = 4  # compare by gathered positions once fewer than 1 in _SPARSE positions are left
 _MAX_PASSES = 20_000  # b values needing more radix passes than this are not considered
 # Cost model, in nanoseconds, measured on one x86 core with numpy 2 (only the ratios matter).
@@ -151,15 +158,28 @@ def _block_scan(
             yield p[keep].astype(np.int64), q[keep].astype(np.int64)
 
 
-def _run_pairs(key: np.ndarray, hs: np.ndarray, d: int) -> Iterator[tuple[IntArray, IntArray]]:
-    """Positions (p, q), p < q, with equal `key` (sorted ascending) and hashes within `d`."""
+def _run_pairs(
+    key: np.ndarray, hs: np.ndarray, d: int, big: list[tuple[int, int]] | None = None
+) -> Iterator[tuple[IntArray, IntArray]]:
+    """Positions (p, q), p < q, with equal `key` (sorted ascending) and hashes within `d`; with `big`,
+    groups longer than _BIG_RUN_GROUPS are left out and their (start, end) appended to `big` instead."""
     n = len(key)
     if n < 2:
         return
     step = key[1:] == key[:-1]  # step[p]: p and p + 1 are in one group
+    limit = _BIG_RUN
+    if big is not None:
+        limit = _BIG_RUN_GROUPS
+        if n > limit:
+            far = np.flatnonzero(key[:-limit] == key[limit:])
+            if far.size:
+                runs = np.unique(key[far])
+                for lo, hi in zip(np.searchsorted(key, runs, "left"), np.searchsorted(key, runs, "right")):
+                    big.append((int(lo), int(hi)))
+                    step[lo : hi - 1] = False
     apart = step  # apart[p]: p and p + k are in one group (groups are contiguous)
     active: IntArray | None = None  # the positions of apart, once few are left
-    for k in range(1, _BIG_RUN + 1):
+    for k in range(1, limit + 1):
         if active is None:
             # Many positions in play: whole-array slices beat gathering them one by one.
             p = np.flatnonzero(apart & (np.bitwise_count(hs[:-k] ^ hs[k:]) <= d))
@@ -181,9 +201,46 @@ def _run_pairs(key: np.ndarray, hs: np.ndarray, d: int) -> Iterator[tuple[IntArr
         active = np.flatnonzero(apart)
     if active.size:
         # What is left lies in groups longer than _BIG_RUN: compare those in bounded blocks.
-        big = np.unique(key[active])
-        for lo, hi in zip(np.searchsorted(key, big, "left"), np.searchsorted(key, big, "right")):
+        runs = np.unique(key[active])
+        for lo, hi in zip(np.searchsorted(key, runs, "left"), np.searchsorted(key, runs, "right")):
             yield from _block_scan(hs, int(lo), int(hi), d, _BIG_RUN)
+
+
+def _connect_run(
+    hs: np.ndarray, index: IntArray, roots: IntArray, d: int
+) -> Iterator[tuple[IntArray, IntArray]]:
+    """Enough pairs within `d` among one group's distinct hashes `hs` (members `index`, current
+    union-find roots `roots`) to connect them exactly as all their pairs would: pairs inside one
+    component are skipped, so a cluster of near-identical hashes costs O(m) per key, not O(m^2).
+
+    Why this is exact: P holds the members still to be scanned. A member leaves P only after being
+    compared with every member of P (those in other components), and every pair found is merged. So every
+    true pair either has both ends in P or has been merged. The loop ends when P is one component, at
+    which point the pairs left inside P join nothing new. Hence the components equal those of the full
+    pair graph, and only true pairs were merged.
+    """
+    m = len(hs)
+    _, first, comp = np.unique(roots, return_index=True, return_inverse=True)
+    local = _Forest(m)
+    local.parent = first[comp].astype(np.int64)  # members of one component point at its first member
+    todo = np.arange(m)
+    while len(todo) > 1:
+        r = local._roots(todo)
+        labels, counts = np.unique(r, return_counts=True)
+        others = todo[r != labels[np.argmax(counts)]]  # the largest component needs no inner pairs
+        if not others.size:
+            return
+        rows = others[: max(1, _CHUNK // len(todo))]
+        r_rows = local._roots(rows)
+        near = np.bitwise_count(hs[rows, None] ^ hs[None, todo]) <= d
+        near &= r_rows[:, None] != r[None, :]
+        a, c = np.nonzero(near)
+        _, first = np.unique(a * m + r[c], return_index=True)  # one pair per row and component is enough
+        a, c = a[first], c[first]
+        if a.size:
+            local.union(np.stack([rows[a], todo[c]], axis=1))
+            yield index[rows[a]], index[todo[c]]
+        todo = todo[~np.isin(todo, rows)]
 
 
 def _stable_sort_by_block(hs: np.ndarray, low: int, width: int) -> np.ndarray:
@@ -205,34 +262,131 @@ def _first_key(xor: np.ndarray, key: tuple[int, ...], masks: Sequence[np.uint64]
     return first
 
 
-def _banded_pairs(u: np.ndarray, d: int, b: int) -> Iterator[IntArray]:
-    """Index pairs (i < j) into sorted distinct hashes `u` within distance `d`, via `b` blocks."""
+RootsOf = Callable[[IntArray], IntArray]
+
+
+def default_workers() -> int:
+    """Threads for the search: the usable cores, at most 2 (each thread holds a few sorted copies)."""
+    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+
+
+def _banded_pairs(
+    u: np.ndarray, d: int, b: int, roots_of: RootsOf | None = None, workers: int | None = None
+) -> Iterator[IntArray]:
+    """Index pairs (i < j) into sorted distinct hashes `u` within distance `d`, via `b` blocks: each pair
+    once; or, with `roots_of` (current union-find roots of indices), only enough pairs for the groups."""
     bounds = _block_bounds(b)
     masks = [np.uint64(((1 << w) - 1) << lo) for lo, w in bounds]
     s = b - d
 
+    def scan(ht: np.ndarray, key: tuple[int, ...]) -> Iterator[IntArray]:
+        mask = np.uint64(0)
+        for block in key:
+            mask |= masks[block]
+        big: list[tuple[int, int]] | None = None if roots_of is None else []
+        for p, q in _run_pairs(ht & mask, ht, d, big):
+            x, y = ht[p], ht[q]
+            once = _first_key(x ^ y, key, masks)  # big runs aside, every pair is seen under its first key
+            x, y = x[once], y[once]
+            if x.size:
+                i, j = np.searchsorted(u, x), np.searchsorted(u, y)
+                yield np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1).astype(np.int64)
+        for lo, hi in big or ():
+            index = np.searchsorted(u, ht[lo:hi])
+            assert roots_of is not None
+            for i, j in _connect_run(ht[lo:hi], index, roots_of(index), d):
+                yield np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1).astype(np.int64)
+
     def walk(hs: np.ndarray, first: int, chosen: tuple[int, ...]) -> Iterator[IntArray]:
+        if len(chosen) == s:
+            yield from scan(hs, chosen)
+            return
         for t in range(first, b - (s - len(chosen)) + 1):
-            ht = _stable_sort_by_block(hs, *bounds[t])
-            key = (*chosen, t)
-            if len(key) < s:
-                yield from walk(ht, t + 1, key)
+            yield from walk(_stable_sort_by_block(hs, *bounds[t]), t + 1, (*chosen, t))
+
+    def subtree(prefix: tuple[int, ...]) -> Iterator[IntArray]:
+        hs = u
+        for t in prefix:
+            hs = _stable_sort_by_block(hs, *bounds[t])
+        yield from walk(hs, prefix[-1] + 1, prefix)
+
+    # The keys are independent: split the walk into subtrees by their first block (by their first two
+    # when one subtree would be more than a thread's share), biggest first, and run them on threads
+    # (numpy's sorts, gathers and ufuncs release the GIL).
+    workers = workers or default_workers()
+    depth = 1 if s == 1 or math.comb(b - 1, s - 1) * workers <= math.comb(b, s) else 2
+    prefixes = sorted(
+        itertools.combinations(range(b - s + depth), depth),
+        key=lambda c: -math.comb(b - 1 - c[-1], s - depth),
+    )
+    yield from _in_threads([partial(subtree, c) for c in prefixes], workers)
+
+
+_DONE = object()
+
+
+def _in_threads(tasks: Sequence[Callable[[], Iterator[IntArray]]], workers: int) -> Iterator[IntArray]:
+    """The chunks every task yields, with the tasks run on `workers` threads (in order with one)."""
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield from task()
+        return
+    out: queue.Queue[object] = queue.Queue(maxsize=workers)  # bounded: pairs never pile up
+    todo = iter(tasks)
+    lock, stop = threading.Lock(), threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
                 continue
-            mask = np.uint64(0)
-            for block in key:
-                mask |= masks[block]
-            for p, q in _run_pairs(ht & mask, ht, d):
-                x, y = ht[p], ht[q]
-                once = _first_key(x ^ y, key, masks)
-                if once.any():
-                    i, j = np.searchsorted(u, x[once]), np.searchsorted(u, y[once])
-                    yield np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1).astype(np.int64)
+        return False
 
-    yield from walk(u, 0, ())
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                with lock:
+                    task = next(todo, None)
+                if task is None:
+                    break
+                for chunk in task():
+                    if not put(chunk):
+                        return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+        finally:
+            put(_DONE)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(tasks)))]
+    for thread in threads:
+        thread.start()
+    try:
+        done = 0
+        while done < len(threads):
+            item = out.get()
+            if item is _DONE:
+                done += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
-def _distinct_pairs(u: np.ndarray, d: int, blocks: int | None = None) -> Iterator[IntArray]:
-    """Index pairs (i < j) into sorted distinct hashes `u` within distance `d` (>= 1), each once."""
+def _distinct_pairs(
+    u: np.ndarray,
+    d: int,
+    blocks: int | None = None,
+    roots_of: RootsOf | None = None,
+    workers: int | None = None,
+) -> Iterator[IntArray]:
+    """Index pairs (i < j) into sorted distinct hashes `u` within distance `d` (>= 1), each once (with
+    `roots_of`: enough of them to connect the same groups)."""
     if d < 1 or len(u) < 2:
         return
     b = choose_blocks(len(u), d + 1) if blocks is None else blocks
@@ -242,7 +396,7 @@ def _distinct_pairs(u: np.ndarray, d: int, blocks: int | None = None) -> Iterato
         return
     if not d < b <= BITS:
         raise ValueError(f"blocks must be in [{d + 1}, {BITS}] for max_distance {d + 1}, got {b}")
-    yield from _banded_pairs(u, d, b)
+    yield from _banded_pairs(u, d, b, roots_of, workers)
 
 
 # --- pairs over rows -------------------------------------------------------------------------
@@ -257,7 +411,11 @@ def _cross(a_start: IntArray, a_size: IntArray, b_start: IntArray, b_size: IntAr
 
 
 def iter_near_duplicate_pairs(
-    hashes: np.ndarray | Sequence[int], max_distance: int, *, blocks: int | None = None
+    hashes: np.ndarray | Sequence[int],
+    max_distance: int,
+    *,
+    blocks: int | None = None,
+    workers: int | None = None,
 ) -> Iterator[IntArray]:
     """Chunks of row index pairs (i < j) whose hashes differ in fewer than `max_distance` bits, each once."""
     values = as_uint64(hashes)
@@ -269,7 +427,7 @@ def iter_near_duplicate_pairs(
     start = np.cumsum(size) - size
     for p, q in _run_pairs(group[rows], np.zeros(len(rows), dtype=np.uint64), 0):
         yield _ordered(rows[p], rows[q])  # identical hashes
-    for chunk in _distinct_pairs(u, d, blocks):
+    for chunk in _distinct_pairs(u, d, blocks, workers=workers):
         i, j = chunk[:, 0], chunk[:, 1]
         cross = _cross(start[i], size[i], start[j], size[j])
         yield _ordered(rows[cross[:, 0]], rows[cross[:, 1]])
@@ -280,10 +438,14 @@ def _ordered(a: IntArray, b: IntArray) -> IntArray:
 
 
 def near_duplicate_pairs(
-    hashes: np.ndarray | Sequence[int], max_distance: int, *, blocks: int | None = None
+    hashes: np.ndarray | Sequence[int],
+    max_distance: int,
+    *,
+    blocks: int | None = None,
+    workers: int | None = None,
 ) -> IntArray:
     """All row index pairs (i < j), sorted, whose hashes differ in fewer than `max_distance` bits."""
-    chunks = list(iter_near_duplicate_pairs(hashes, max_distance, blocks=blocks))
+    chunks = list(iter_near_duplicate_pairs(hashes, max_distance, blocks=blocks, workers=workers))
     if not chunks:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.concatenate(chunks)
@@ -407,7 +569,14 @@ def _hash_column(
     return values, mask
 
 
-def _scoped_labels(values: np.ndarray, valid: np.ndarray, scope: IntArray, max_distance: int) -> IntArray:
+def _scoped_labels(
+    values: np.ndarray,
+    valid: np.ndarray,
+    scope: IntArray,
+    max_distance: int,
+    workers: int | None = None,
+    blocks: int | None = None,
+) -> IntArray:
     """A group label per row: rows are in one group when chained by near pairs inside one scope."""
     n = len(values)
     d = _max_bits(max_distance)
@@ -422,25 +591,152 @@ def _scoped_labels(values: np.ndarray, valid: np.ndarray, scope: IntArray, max_d
     distinct = np.cumsum(new) - 1  # identical hashes in one scope share a distinct id
     u, u_scope = v[new], sc[new]
     forest = _Forest(len(u))
-    for chunk in _batches(_scoped_pairs(u, u_scope, d)):
+    for chunk in _batches(_scoped_pairs(u, u_scope, d, forest, workers, blocks)):
         forest.union(chunk)
     labels[rows] = forest.labels()[distinct]
     return labels
 
 
-def _scoped_pairs(u: np.ndarray, u_scope: IntArray, d: int) -> Iterator[IntArray]:
-    """Pairs of distinct (scope, hash) entries, sorted by scope then hash, within `d` in one scope."""
+def _scoped_pairs(
+    u: np.ndarray, u_scope: IntArray, d: int, forest: _Forest, workers: int | None, blocks: int | None
+) -> Iterator[IntArray]:
+    """Pairs of distinct (scope, hash) entries, sorted by scope then hash, within `d` in one scope: enough
+    of them to connect the groups that all such pairs would (the `forest` being built tells which)."""
     edge = np.flatnonzero(u_scope[1:] != u_scope[:-1]) + 1
     starts = np.concatenate([[0], edge])
     ends = np.concatenate([edge, [len(u)]])
-    small = np.array([choose_blocks(int(n), d + 1) == 0 for n in ends - starts], dtype=bool)
+    small = np.array(
+        [(choose_blocks(int(n), d + 1) if blocks is None else blocks) == 0 for n in ends - starts]
+    )
     # Scopes where a full scan is cheapest go together: all pairs within each, in one pass over them all.
     idx = np.concatenate([np.arange(a, b) for a, b in zip(starts[small], ends[small])] or [np.zeros(0, int)])
     for p, q in _run_pairs(u_scope[idx], u[idx], d):
         yield np.stack([idx[p], idx[q]], axis=1)
     for a, b in zip(starts[~small], ends[~small]):
-        for chunk in _distinct_pairs(u[a:b], d):
+
+        def roots_of(index: IntArray, a: int = int(a)) -> IntArray:
+            return forest._roots(index + a)  # read while the consumer merges: roots only ever merge
+
+        for chunk in _distinct_pairs(u[a:b], d, blocks, roots_of, workers):
             yield chunk + a
+
+
+# --- new rows against already grouped ones ---------------------------------------------------
+
+
+def _shared(d: int, b: int) -> float:
+    """The chance that two random hashes agree on at least one key of the `b`-block search."""
+    s = b - d
+    narrow, wide = BITS // b, BITS % b  # `wide` blocks are one bit wider than the others
+    return min(
+        1.0,
+        sum(
+            math.comb(wide, j) * math.comb(b - wide, s - j) * math.pow(2.0, -(s * narrow + j))
+            for j in range(s + 1)
+        ),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _cross_blocks(n_old: int, n_new: int, d: int) -> int:
+    """Blocks for matching `n_new` hashes against `n_old` others (0: compare every pair)."""
+    options = [b for b in range(d + 1, BITS + 1) if math.comb(b, d) <= 2_000]
+    # Per key: mask and look up every old hash, sort the new ones; then the candidates.
+    cost = {
+        b: math.comb(b, d) * (n_old * 6.0 + n_new * 60.0) + n_old * n_new * _shared(d, b) * 8.0
+        for b in options
+    }
+    cost[0] = n_old * n_new * _NS_PAIR
+    return min(cost, key=lambda b: cost[b])
+
+
+def _cross_pairs(old: np.ndarray, new: np.ndarray, d: int, workers: int | None) -> Iterator[IntArray]:
+    """Pairs (i, j), old[i] and new[j] within `d`, at least once each: costs O(len(old)) scanning per key
+    plus the candidates, never a sort of `old` (which may be 100 million hashes)."""
+    if not len(old) or not len(new):
+        return
+    b = _cross_blocks(len(old), len(new), d)
+    if b == 0:
+        rows = max(1, _CHUNK // len(new))
+        for r0 in range(0, len(old), rows):
+            i, j = np.nonzero(np.bitwise_count(old[r0 : r0 + rows, None] ^ new[None, :]) <= d)
+            yield np.stack([i + r0, j], axis=1).astype(np.int64)
+        return
+    bounds = _block_bounds(b)
+
+    def key_pairs(key: tuple[int, ...]) -> Iterator[IntArray]:
+        mask = np.uint64(0)
+        for t in key:
+            mask |= np.uint64(((1 << bounds[t][1]) - 1) << bounds[t][0])
+        order = np.argsort(new & mask, kind="stable")
+        keys = (new & mask)[order]
+        ko = old & mask
+        lo = np.searchsorted(keys, ko, "left")
+        count = np.searchsorted(keys, ko, "right") - lo
+        hit = np.flatnonzero(count)
+        step = max(1, _CHUNK // max(1, int(count.max(initial=1))))  # candidates per round <= _CHUNK
+        for c0 in range(0, len(hit), step):
+            part = hit[c0 : c0 + step]
+            pairs = _cross(part, np.ones(len(part), dtype=np.int64), lo[part], count[part])
+            j = order[pairs[:, 1]]
+            near = np.bitwise_count(old[pairs[:, 0]] ^ new[j]) <= d
+            if near.any():
+                yield np.stack([pairs[near, 0], j[near]], axis=1).astype(np.int64)
+
+    keys = list(itertools.combinations(range(b), b - d))
+    yield from _in_threads([partial(key_pairs, k) for k in keys], workers or default_workers())
+
+
+def _merge_new(
+    values: np.ndarray,
+    valid: np.ndarray,
+    scope: IntArray,
+    new: np.ndarray,
+    previous: Sequence[str | None],
+    ids: Sequence[str],
+    max_distance: int,
+    workers: int | None,
+) -> IntArray:
+    """Group labels when only the `new` rows are ungrouped: the old rows' groups come from `previous`
+    (their dup_of), and only pairs with a new row are searched (new against all, new against new)."""
+    n = len(values)
+    fresh, old = valid & new, valid & ~new
+    forest = _Forest(n)
+    twins = np.flatnonzero(old & np.fromiter((p is not None for p in previous), dtype=bool, count=n))
+    if twins.size:
+        kept_ids = [str(previous[i]) for i in twins.tolist()]
+        wanted = set(kept_ids)
+        row_of = {ids[i]: i for i in range(n) if ids[i] in wanted}
+        missing = wanted - row_of.keys()
+        if missing:
+            raise ValueError(f"previous names ids that are not among the rows: {sorted(missing)[:3]}")
+        forest.union(np.stack([twins, np.array([row_of[k] for k in kept_ids])], axis=1))
+    d = _max_bits(max_distance)
+    if d >= 0:
+        for chunk in _batches(_new_pairs(values, fresh, old, scope, d, workers)):
+            forest.union(chunk)
+    labels: IntArray = forest.labels()
+    labels[~valid] = np.flatnonzero(~valid) + n  # rows without a hash stay alone
+    return labels
+
+
+def _new_pairs(
+    values: np.ndarray, fresh: np.ndarray, old: np.ndarray, scope: IntArray, d: int, workers: int | None
+) -> Iterator[IntArray]:
+    """Row pairs within `d` in one scope with at least one `fresh` row: enough to connect the groups."""
+    for code in np.unique(scope[fresh]):
+        f_rows = np.flatnonzero(fresh & (scope == code))
+        o_rows = np.flatnonzero(old & (scope == code))
+        un, f_first, f_inv = np.unique(values[f_rows], return_index=True, return_inverse=True)
+        same = f_rows != f_rows[f_first[f_inv]]
+        yield np.stack([f_rows[same], f_rows[f_first[f_inv]][same]], axis=1)  # identical new hashes
+        rep_new = f_rows[f_first]
+        for chunk in _distinct_pairs(un, d, workers=workers):
+            yield rep_new[chunk]
+        uo, o_first = np.unique(values[o_rows], return_index=True)
+        rep_old = o_rows[o_first]  # identical old hashes already share a group
+        for chunk in _cross_pairs(uo, un, d, workers):
+            yield np.stack([rep_old[chunk[:, 0]], rep_new[chunk[:, 1]]], axis=1)
 
 
 def dedup(
@@ -451,17 +747,48 @@ def dedup(
     scope_keys: Sequence[Hashable] | None = None,
     *,
     valid: np.ndarray | None = None,
+    new: np.ndarray | None = None,
+    previous: Sequence[str | None] | None = None,
+    workers: int | None = None,
+    blocks: int | None = None,
 ) -> list[str | None]:
     """For every row, the id of the row kept in its near-duplicate group, or None when the row is kept
-    or has no duplicate (or no hash); with `scope_keys`, only rows with equal keys can be duplicates."""
+    or has no duplicate (or no hash); with `scope_keys`, only rows with equal keys can be duplicates.
+    With `new` (a mask) and `previous` (every row's dup_of from a run over the rows not new, under the
+    same rules), only pairs involving new rows are searched: the same answer as a full run. `workers`:
+    threads (default_workers()); `blocks` forces the index's block count (0: compare all pairs), for tests."""
     values, mask = _hash_column(hashes, valid)
     n = len(values)
     if len(ids) != n or len(pixels) != n:
         raise ValueError(f"hashes, pixels and ids must have the same length ({n}, {len(pixels)}, {len(ids)})")
-    labels = _scoped_labels(values, mask, _codes(scope_keys, n), max_distance)
-    kept = choose_kept(labels, pixels, ids)
-    twins = np.flatnonzero(kept != np.arange(n))
-    out: list[str | None] = [None] * n
-    for row in twins:
-        out[row] = ids[kept[row]]
+    scope = _codes(scope_keys, n)
+    if new is None:
+        labels = _scoped_labels(values, mask, scope, max_distance, workers, blocks)
+        rows = np.arange(n)
+        out: list[str | None] = [None] * n
+    else:
+        if previous is None or len(previous) != n or len(new) != n:
+            raise ValueError(f"new= needs a mask and previous= a dup_of for each of the {n} rows")
+        fresh = np.asarray(new, dtype=bool)
+        labels = _merge_new(values, mask, scope, fresh, previous, ids, max_distance, workers)
+        out = [None if fresh[i] or not mask[i] else previous[i] for i in range(n)]
+        # Only groups holding a new row can change: choose their kept member again over all members.
+        rows = np.flatnonzero(np.isin(labels, labels[fresh & mask]))
+    kept = rows[choose_kept(labels[rows], np.asarray(pixels)[rows], [ids[int(r)] for r in rows])]
+    if new is None:
+        rows, kept = rows[kept != rows], kept[kept != rows]
+    for row, k in zip(rows.tolist(), kept.tolist()):
+        out[row] = None if k == row else ids[k]
     return out
+
+
+def fingerprint(hashes: np.ndarray, ids: Sequence[str]) -> dict[str, Any]:
+    """A short summary of which rows hold which hashes (order does not matter): equal summaries mean
+    the same rows were grouped, so stored groups can be extended instead of recomputed."""
+    h = as_uint64(hashes) ^ (np.fromiter((zlib.crc32(i.encode()) for i in ids), np.uint64, len(ids)) << 32)
+    h ^= h >> np.uint64(30)  # splitmix64's finaliser: a sum of mixed values, not of the hashes themselves
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return {"rows": len(h), "sum": str(int(h.sum(dtype=np.uint64)))}

@@ -3,6 +3,7 @@ near-duplicate groups) recomputed from the stored columns in seconds, without de
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from vlcli.errors import UsageError
 from vlcli.images import decode, decode_budget, shrink
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary
 from vlcli.steps.filter.contamination import Matches, find_matches, remember
-from vlcli.steps.filter.dedup import dedup
+from vlcli.steps.filter.dedup import dedup, fingerprint
 from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, to_int64
 from vlcli.steps.runner import run_step
 from vlcli.table.schema import (
@@ -179,7 +180,7 @@ def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
     table.ensure_columns(
         [c.field() for c in (DUP_OF, FILTER_KEEP, FILTER_REASON, CONTAM_OF, CONTAM_DISTANCE)]
     )
-    data = table.to_arrow(list(_GLOBAL_READS)).to_pydict()
+    data = table.to_arrow([*_GLOBAL_READS, *_LAST_DECISION]).to_pydict()
     n = len(data["id"])
     reason: list[str | None] = [_row_reason(data, i, rules) for i in range(n)]
     scored = [data["filter_status"][i] is not None for i in range(n)]
@@ -189,8 +190,9 @@ def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
     # decided before near-duplicate groups: a contaminated image is never a group's kept member
     contam = _contaminated(table, data, candidates, rules, reason, report)
     candidates = [i for i in candidates if reason[i] is None]
+    grouped = None  # which rows this run leaves grouped, so the next run only adds the new ones
     if rules.phash_distance > 0 and candidates:
-        _mark_duplicates(data, candidates, rules, dup_of, reason, "duplicate", report)
+        grouped = _mark_duplicates(table, data, candidates, rules, dup_of, reason, "duplicate", report)
     if rules.semantic_threshold is not None:
         survivors = [i for i in candidates if reason[i] is None]
         _semantic(table, data, survivors, rules, dup_of, reason, report)
@@ -205,6 +207,7 @@ def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
         else:
             report.reasons[str(reason[i])] += 1
     _write(table, data["id"], dup_of, keep, reason, contam)
+    table.set_metadata(_GROUPED, grouped)
     return report
 
 
@@ -257,6 +260,7 @@ def _row_reason(data: dict[str, list[Any]], i: int, rules: FilterRules) -> str |
 
 
 def _mark_duplicates(
+    table: Table,
     data: dict[str, list[Any]],
     rows: list[int],
     rules: FilterRules,
@@ -264,13 +268,47 @@ def _mark_duplicates(
     reason: list[str | None],
     label: str,
     report: FilterReport,
-) -> None:
+) -> dict[str, Any]:
+    """Group `rows` by pHash; return what the next run needs to extend these groups."""
     hashes = np.array([data["phash"][i] for i in rows], dtype=np.int64).view(np.uint64)
     pixels = np.array([data["width"][i] * data["height"][i] for i in rows], dtype=np.int64)
     ids = [data["id"][i] for i in rows]
     scope = [data["dataset"][i] or "" for i in rows] if rules.dedup_scope == "dataset" else None
-    twins = dedup(hashes, pixels, ids, rules.phash_distance, scope_keys=scope)
+    new, previous = _since_last_run(table, data, rows, rules, hashes, ids)
+    twins = dedup(hashes, pixels, ids, rules.phash_distance, scope_keys=scope, new=new, previous=previous)
     _apply_twins(rows, twins, dup_of, reason, label, report)
+    return {"rules": _grouping_rules(rules), **fingerprint(hashes, ids)}
+
+
+# What the last global part decided, and the metadata key naming the rows it grouped.
+_LAST_DECISION = (DUP_OF.name, FILTER_KEEP.name, FILTER_REASON.name)
+_GROUPED = "filter.grouped"
+
+
+def _grouping_rules(rules: FilterRules) -> Any:
+    """The rules that decide the pHash groups (as stored in JSON)."""
+    return json.loads(
+        json.dumps({k: v for k, v in asdict(rules).items() if k != "semantic_threshold"}, default=str)
+    )
+
+
+def _since_last_run(
+    table: Table, data: dict[str, list[Any]], rows: list[int], rules: FilterRules, hashes: Any, ids: list[str]
+) -> tuple[Any, list[str | None] | None]:
+    """(the rows not grouped by the last run, every row's pHash dup_of then) when the last run grouped
+    exactly the other rows under the same rules; (None, None) when the groups must be recomputed."""
+    last = table.metadata().get(_GROUPED)
+    if not last or last["rules"] != _grouping_rules(rules):
+        return None, None
+    stored = [(data["filter_keep"][i], data["filter_reason"][i]) for i in rows]
+    old = np.array(
+        [k is not None and r in (None, "duplicate", "semantic_duplicate") for k, r in stored], bool
+    )
+    rows_then = np.flatnonzero(old)
+    if fingerprint(hashes[rows_then], [ids[k] for k in rows_then]) != {k: last[k] for k in ("rows", "sum")}:
+        return None, None
+    previous = [data["dup_of"][i] if r == "duplicate" else None for i, (_, r) in zip(rows, stored)]
+    return ~old, previous
 
 
 def _apply_twins(
