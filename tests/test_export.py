@@ -21,9 +21,10 @@ from typer.testing import CliRunner, Result
 
 from vlcli.cli import export as export_cli
 from vlcli.errors import ExportError, QueryError, UsageError
+from vlcli.exports import files
 from vlcli.exports.export import MARKER, export
 from vlcli.exports.qa import check_file_target
-from vlcli.exports.views import ViewOptions
+from vlcli.exports.views import BLOCKS_PER_WORKER, ViewOptions
 from vlcli.table.schema import CROP_BOX, ingest_schema
 from vlcli.table.storage import Table
 
@@ -183,6 +184,24 @@ def test_refuses_the_table_folder_of_a_file_uri_table(table: Table, tmp_path: Pa
     with pytest.raises(ExportError, match="is inside the table"):
         check_file_target(Path(table.path) / "qa.jsonl", None, by_uri, overwrite=True)
     assert export(by_uri, images=tmp_path / "fine").rows == 20
+
+
+def test_image_export_gives_back_pillows_block_cache(table: Table, tmp_path: Path) -> None:
+    from PIL import _imaging
+
+    before = _imaging.get_blocks_max()
+    seen: list[int] = []
+    real = files.render
+
+    def spy(*args: Any) -> Any:
+        seen.append(_imaging.get_blocks_max())
+        return real(*args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(files, "render", spy)
+        assert export(table, images=tmp_path / "out", workers=2).rows == 20
+    assert min(seen) >= 2 * BLOCKS_PER_WORKER  # rows render with freed blocks kept for the next row
+    assert _imaging.get_blocks_max() == before
 
 
 def test_option_errors(table: Table, tmp_path: Path) -> None:
