@@ -15,9 +15,17 @@ from vlcli.backends.dinov2 import DEFAULT_MODEL, embedding_dim
 from vlcli.backends.null import EMBED_DIM
 from vlcli.backends.null import NAME as NULL
 from vlcli.errors import UsageError
-from vlcli.images import check_pixels, decode
-from vlcli.steps.base import RowSkipped, Step, StepSpec
+from vlcli.images import check_pixels, decode, upright_size
+from vlcli.steps.base import RowSkipped, Step, StepSpec, error_status
 from vlcli.steps.crop.geometry import Box, CropGrid, grid_boxes, resized_size, to_original
+from vlcli.steps.crop.pixels import (
+    decode_jpeg_cpu,
+    decode_jpegs,
+    device_jpeg_size,
+    fast_min_side,
+    fit_boxes,
+    to_device,
+)
 from vlcli.steps.filter.step import KEPT
 from vlcli.table.schema import CROP_BOX, CROP_SCORE, HEIGHT, ID, IMAGE, WIDTH, embedding_column
 
@@ -25,6 +33,8 @@ if TYPE_CHECKING:
     from vlcli.hub import ModelRef
 
 MAX_BUFFERS = 4  # distinct crop sizes whose stacking buffers are kept between batches
+PREPROCESS = ("exact", "fast")
+DECODERS = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class CropSettings:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    preprocess: str = "exact"
+    decode: str = "cpu"
     grid: CropGrid = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +73,14 @@ class CropSettings:
             raise UsageError("--scales takes values in (0, 1], like 1.0,0.8")
         if self.min_score is not None and not -1 <= self.min_score <= 1:
             raise UsageError("--min-score is a cosine similarity in [-1, 1]")
+        if self.preprocess not in PREPROCESS:
+            raise UsageError(f"--preprocess must be exact or fast, not {self.preprocess!r}")
+        if self.decode not in DECODERS:
+            raise UsageError(f"--decode must be cpu or gpu, not {self.decode!r}")
+        if self.decode == "gpu" and self.preprocess == "exact":
+            raise UsageError(
+                "--decode gpu resizes on the device, which --preprocess exact does not: add --preprocess fast"
+            )
         object.__setattr__(self, "grid", CropGrid(self.num_crops, self.aspects, self.scales))
 
 
@@ -83,10 +103,12 @@ def parse_scales(text: str) -> tuple[float, ...]:
 
 @dataclass
 class _Prepared:
-    pixels: np.ndarray  # uint8 HWC in the resized frame
-    boxes: list[Box]
+    pixels: np.ndarray | None  # uint8 HWC: the resized frame (exact), the reduced decode (fast), or None
+    boxes: list[Box]  # candidates in the resized frame
     resized: tuple[int, int]
     original: tuple[int, int]
+    cuts: list[Box] | None = None  # the candidates in `pixels` (or the JPEG) when it is not the resized frame
+    jpeg: bytes | None = None  # to be decoded on the device (--decode gpu)
 
 
 class CropStep(Step):
@@ -121,13 +143,25 @@ class CropStep(Step):
             trust_remote_code=s.trust_remote_code,
         )
 
+    def check(self, table: Any) -> None:
+        """`--decode gpu` needs a CUDA device: say so before any model loads."""
+        if self.settings.decode != "gpu":
+            return
+        torch = require("torch")
+        if not torch.cuda.is_available() or not self.settings.device.startswith(("cuda", "auto")):
+            raise UsageError("--decode gpu needs a CUDA GPU and none is used here: use --decode cpu")
+
     def prepare(self, row: dict[str, Any]) -> _Prepared:
         """Decode (at a reduced size, down to the resize target) and resize the short side to R; a row
-        whose resized image would take more than STEP_MAX_PIXELS is skipped before anything is decoded."""
+        whose resized image would take more than STEP_MAX_PIXELS is skipped before anything is decoded.
+        With --preprocess fast the resize to R is left out (see `_prepare_fast`)."""
+        if self.settings.preprocess == "fast":
+            return self._prepare_fast(row)
         r = self.settings.resize_to
         if row["width"] and row["height"]:
             _check_resize((row["width"], row["height"]), r)
-        img = decode(row["image"], min_side=r)
+        pixels = decode_jpeg_cpu(row["image"], r)
+        img = Image.fromarray(pixels) if pixels is not None else decode(row["image"], min_side=r)
         original = (row["width"] or img.width, row["height"] or img.height)
         if min(original) < self.settings.min_side:
             raise RowSkipped(f"too small ({original[0]}x{original[1]} < --min-side {self.settings.min_side})")
@@ -136,16 +170,64 @@ class CropStep(Step):
             resize_rgb(img, resized), grid_boxes(*resized, self.settings.grid), resized, original
         )
 
+    def _prepare_fast(self, row: dict[str, Any]) -> _Prepared:
+        """The candidates in the resize-to-R frame (as exact), over pixels decoded at a reduced DCT scale
+        (fast_min_side) and never resized here: the one resize, to the model's input, runs on the device.
+        With --decode gpu a JPEG the device can decode is passed on as bytes."""
+        s, data = self.settings, row["image"]
+        original = (row["width"], row["height"]) if row["width"] and row["height"] else upright_size(data)[0]
+        resized = _check_resize(original, s.resize_to)
+        if min(original) < s.min_side:
+            raise RowSkipped(f"too small ({original[0]}x{original[1]} < --min-side {s.min_side})")
+        boxes = grid_boxes(*resized, s.grid)
+        if s.decode == "gpu":
+            check_pixels(original, "decoding")
+            if device_jpeg_size(data) == original:
+                return _Prepared(None, boxes, resized, original, fit_boxes(boxes, resized, original), data)
+        need = fast_min_side(boxes, resized, s.resize_to)
+        pixels = decode_jpeg_cpu(data, need)
+        if pixels is None:
+            pixels = np.array(decode(data, min_side=need))  # writable (see resize_rgb)
+        size = (pixels.shape[1], pixels.shape[0])
+        return _Prepared(pixels, boxes, resized, original, fit_boxes(boxes, resized, size))
+
     def process(self, items: list[_Prepared]) -> list[dict[str, Any]]:
-        """Cut every candidate on the device, embed all of them with the full images, pick the best."""
-        torch = require("torch")
+        """Cut every candidate on the device, embed all of them with the full images, pick the best; a
+        JPEG that fails to decode on the device fails its row alone."""
+        pixels = self._pixels(items)
+        results: list[dict[str, Any]] = [{} for _ in items]
+        good = []
+        for i, px in enumerate(pixels):
+            if isinstance(px, Exception):
+                results[i] = {"crop_status": error_status(px)}
+            else:
+                good.append(i)
+        for i, row in zip(good, self._embed_and_choose([items[i] for i in good], [pixels[i] for i in good])):
+            results[i] = row
+        return results
+
+    def _pixels(self, items: list[_Prepared]) -> list[Any]:
+        """Each item's HWC uint8 pixels on the model's device (JPEG bytes decoded there in one batch)."""
         device = self.embedder.device
+        out: list[Any] = [None] * len(items)
+        hosted = [i for i, p in enumerate(items) if p.pixels is not None]
+        for i, tensor in zip(hosted, to_device([items[i].pixels for i in hosted], device)):  # type: ignore[misc]
+            out[i] = tensor
+        jpegs = [i for i, p in enumerate(items) if p.pixels is None]
+        for i, decoded in zip(jpegs, decode_jpegs([items[i].jpeg for i in jpegs], device)):  # type: ignore[misc]
+            out[i] = decoded
+        return out
+
+    def _embed_and_choose(self, items: list[_Prepared], pixels: list[Any]) -> list[dict[str, Any]]:
+        if not items:
+            return []
+        torch = require("torch")
         # HWC: a candidate is a slice of whole pixel rows (a CHW slice copies 3 bytes at a time)
-        views = [self._views(torch.from_numpy(p.pixels).to(device), p) for p in items]
+        views = [self._views(full, p) for full, p in zip(pixels, items)]
         fulls = [full for full, _ in views]
         candidates = [cs for _, cs in views]
-        pixels = self._preprocess_grouped([*fulls, *(c for cs in candidates for c in cs)])
-        emb = self.embedder.embed(pixels)
+        inputs = self._preprocess_grouped([*fulls, *(c for cs in candidates for c in cs)])
+        emb = self.embedder.embed(inputs)
         emb = torch.nn.functional.normalize(emb, dim=1)
         full_emb, crop_emb = emb[: len(items)], emb[len(items) :]
         results, start = [], 0
@@ -167,11 +249,12 @@ class CropStep(Step):
         if _is_square(p):
             return full, []
         h, w = full.shape[:2]
+        cuts = p.cuts if p.cuts is not None else p.boxes
         resize = getattr(self.embedder, "resize", None)
-        if resize is not None and all(x0 == 0 and x1 == w for x0, _, x1, _ in p.boxes):
+        if resize is not None and all(x0 == 0 and x1 == w for x0, _, x1, _ in cuts):
             strip = resize(full.permute(2, 0, 1)[None], (h, self.embedder.input_size))[0].permute(1, 2, 0)
-            return strip, [strip[y0:y1, :] for _, y0, _, y1 in p.boxes]
-        return full, [full[y0:y1, x0:x1] for x0, y0, x1, y1 in p.boxes]
+            return strip, [strip[y0:y1, :] for _, y0, _, y1 in cuts]
+        return full, [full[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts]
 
     def _preprocess_grouped(self, images: list[Any]) -> Any:
         """HWC uint8 views -> model input, one resize per distinct size (all seed crops share one)."""
