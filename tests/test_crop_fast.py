@@ -49,8 +49,8 @@ def cut_short(data: bytes) -> bytes:
 
 
 def test_exact_pixels_are_pils_decode_and_bicubic_resize() -> None:
-    """The exact path's pixels are bit for bit Pillow's (draft) decode and bicubic resize, also when
-    OpenCV decodes the JPEG: the seed's boxes depend on every level."""
+    """The exact path's pixels are bit for bit Pillow's (draft) decode and bicubic resize, RGB or grey:
+    the seed's boxes depend on every level."""
     step = CropStep(CropSettings(model="unused", resize_to=R, keep_embedding=False))
     for i, (size, mode) in enumerate([((400, 300), "RGB"), ((300, 520), "L"), ((1000, 470), "RGB")]):
         data = photo(i, size, mode)

@@ -160,8 +160,8 @@ class CropStep(Step):
         r = self.settings.resize_to
         if row["width"] and row["height"]:
             _check_resize((row["width"], row["height"]), r)
-        pixels = decode_jpeg_cpu(row["image"], r)
-        img = Image.fromarray(pixels) if pixels is not None else decode(row["image"], min_side=r)
+        # Pillow, not decode_jpeg_cpu: Image.fromarray's repacking for the resize costs what OpenCV saves
+        img = decode(row["image"], min_side=r)
         original = (row["width"] or img.width, row["height"] or img.height)
         if min(original) < self.settings.min_side:
             raise RowSkipped(f"too small ({original[0]}x{original[1]} < --min-side {self.settings.min_side})")
