@@ -14,42 +14,20 @@ import argparse
 import io
 import random
 import statistics
-from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image
 
-from vlcli.demo.samples import draw_scene
+from vlcli.demo.samples import EVAL_COPIES, draw_scene, eval_copy
 from vlcli.images import decode
 from vlcli.steps.filter.contamination import cross_matches, grid_hashes
 from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, to_int64
 
 
-def jpeg(img: Image.Image, quality: int = 92) -> bytes:
+def jpeg(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
+    img.save(buf, "JPEG", quality=92)
     return buf.getvalue()
-
-
-def crop(img: Image.Image, scale: float, corner: bool) -> Image.Image:
-    w, h = round(img.width * scale), round(img.height * scale)
-    left, top = (img.width - w, img.height - h) if corner else ((img.width - w) // 2, (img.height - h) // 2)
-    return img.crop((left, top, left + w, top + h))
-
-
-TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
-    "centred 90% crop": lambda im: jpeg(crop(im, 0.9, corner=False)),
-    "90% crop at a corner": lambda im: jpeg(crop(im, 0.9, corner=True)),
-    "85% crop at a corner": lambda im: jpeg(crop(im, 0.85, corner=True)),
-    "87% crop, off the grid": lambda im: jpeg(
-        im.crop((20, 10, 20 + round(im.width * 0.87), 10 + round(im.height * 0.87)))
-    ),
-    "75% centred crop": lambda im: jpeg(crop(im, 0.75, corner=False)),
-    "half size": lambda im: jpeg(im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS)),
-    "JPEG quality 60": lambda im: jpeg(im, quality=60),
-    "+8% brightness": lambda im: jpeg(ImageEnhance.Brightness(im).enhance(1.08)),
-    "mirrored (not a match)": lambda im: jpeg(ImageOps.mirror(im)),
-}
 
 
 def hash_of(data: bytes) -> int:
@@ -76,8 +54,8 @@ def main() -> None:
         full.append(hashes[0])
     print(f"{args.eval} evaluation images {args.size}, {len(grid)} reference hashes, distance < 8")
     print(f"{'transformation':<24} {'grid':>8} {'full only':>10} {'median d (grid)':>16}")
-    for label, transform in TRANSFORMS.items():
-        copies = [hash_of(transform(img)) for img in scenes]
+    for label in EVAL_COPIES:
+        copies = [hash_of(eval_copy(img, label)) for img in scenes]
         gi, gd = cross_matches(copies, grid, 8)
         fi, _ = cross_matches(copies, full, 8)
         right = sum(int(owner[j] == k) for k, j in enumerate(gi.tolist()) if j >= 0)

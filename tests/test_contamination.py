@@ -14,11 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image
 from typer.testing import CliRunner
 
 from vlcli.cli.app import app
-from vlcli.demo.samples import draw_scene
+from vlcli.demo.samples import draw_scene, eval_copy
 from vlcli.errors import UsageError
 from vlcli.ingestion.ingest import ingest
 from vlcli.ingestion.reference import build_reference, resolve_against
@@ -49,20 +49,8 @@ def scene(seed: int) -> Image.Image:
     return draw_scene(random.Random(seed), np.random.default_rng(seed), SIZE)
 
 
-def crop(img: Image.Image, scale: float, corner: bool) -> Image.Image:
-    w, h = round(img.width * scale), round(img.height * scale)
-    left, top = (img.width - w, img.height - h) if corner else ((img.width - w) // 2, (img.height - h) // 2)
-    return img.crop((left, top, left + w, top + h))
-
-
 # The transformations, two evaluation images each; mirrored is not a match by default.
-TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
-    "centred 90% crop": lambda im: jpeg(crop(im, 0.9, corner=False)),
-    "90% crop at a corner": lambda im: jpeg(crop(im, 0.9, corner=True)),
-    "half size": lambda im: jpeg(im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS)),
-    "JPEG quality 60": lambda im: jpeg(im, quality=60),
-    "+8% brightness": lambda im: jpeg(ImageEnhance.Brightness(im).enhance(1.08)),
-}
+TRANSFORMS = ("centred 90% crop", "90% crop at a corner", "half size", "JPEG quality 60", "+8% brightness")
 
 
 @dataclass
@@ -83,14 +71,14 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> Sets:
     for i, img in enumerate(evals):
         (eval_dir / f"eval_{i:02d}.jpg").write_bytes(jpeg(img))
     transformed = {}
-    for k, (label, transform) in enumerate(TRANSFORMS.items()):
+    for k, label in enumerate(TRANSFORMS):
         for j in (2 * k, 2 * k + 1):
             name = f"copy_{j:02d}.jpg"
-            (train_dir / name).write_bytes(transform(evals[j]))
+            (train_dir / name).write_bytes(eval_copy(evals[j], label))
             transformed[name] = (label, j)
     for i in range(100):
         (train_dir / f"other_{i:03d}.jpg").write_bytes(jpeg(scene(i)))
-    (train_dir / "mirrored.jpg").write_bytes(jpeg(ImageOps.mirror(evals[20])))
+    (train_dir / "mirrored.jpg").write_bytes(eval_copy(evals[20], "mirrored"))
     return Sets(eval_dir, train_dir, transformed, "mirrored.jpg")
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from vlcli.images import encode
 
@@ -527,6 +527,31 @@ def near_duplicate(data: bytes, variant: str) -> bytes:
 
 
 NEAR_VARIANTS = ("q50", "small", "bright", "crop")
+
+
+def _crop_at(img: Image.Image, scale: float, ax: float, ay: float) -> Image.Image:
+    w, h = round(img.width * scale), round(img.height * scale)
+    left, top = round((img.width - w) * ax), round((img.height - h) * ay)
+    return img.crop((left, top, left + w, top + h))
+
+
+# How an evaluation image slips into a training set: `vl filter --against` is tested and measured on these.
+EVAL_COPIES: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "centred 90% crop": lambda im: _crop_at(im, 0.9, 0.5, 0.5),
+    "90% crop at a corner": lambda im: _crop_at(im, 0.9, 1.0, 1.0),
+    "85% crop at a corner": lambda im: _crop_at(im, 0.85, 0.0, 1.0),
+    "87% crop off the grid": lambda im: _crop_at(im, 0.87, 0.3, 0.2),
+    "75% centred crop": lambda im: _crop_at(im, 0.75, 0.5, 0.5),
+    "half size": lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS),
+    "JPEG quality 60": lambda im: im,  # encoded at 60 by `eval_copy`
+    "+8% brightness": lambda im: ImageEnhance.Brightness(im).enhance(1.08),
+    "mirrored": ImageOps.mirror,
+}
+
+
+def eval_copy(img: Image.Image, variant: str) -> bytes:
+    """A training-set copy of an evaluation image as JPEG bytes (quality 92, 60 for 'JPEG quality 60')."""
+    return encode(EVAL_COPIES[variant](img), "JPEG", 60 if variant == "JPEG quality 60" else 92)
 
 
 def truncated(data: bytes) -> bytes:
