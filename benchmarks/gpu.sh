@@ -5,16 +5,18 @@
 # CLIP ViT-B/32 are built from their configs with random weights, YOLO11s from its yaml; OCR is rapidocr
 # (weights in its wheel), NSFW nudenet (same); synth uses vLLM with the model folder given by --llm.
 #
-#   benchmarks/gpu.sh [--llm DIR] [--n 2000] [--size 1280x960] [--workers N] [--work DIR]
+#   benchmarks/gpu.sh [--llm DIR] [--n 2000] [--size 1280x960] [--workers N] [--work DIR] [--bin-limit 500]
 #   benchmarks/gpu.sh --device cpu --smoke     # tiny models, 20 small images: checks it runs (< 2 min)
 #
-# On a CUDA machine the default run (2,000 images of 1280x960) takes well under 10 minutes.
+# On a CUDA machine the default run (2,000 images of 1280x960) should take under 10 minutes: bin, whose OCR
+# runs on the CPU (0.3-1 s per image per core), takes only its first --bin-limit rows (500).
+# --real-size builds the GPU's real-sized models on any device (to check them on a CPU with a small --n).
 # --device cpu swaps in the tiny test models (vlcli.testing.tiny_models), crops at 256 px, and runs
 # synth through the transformers backend with a tiny random chat model, so the script is known to work
 # before a GPU is lent; --smoke also swaps OCR, NSFW and the generator for the null backends.
 set -euo pipefail
 
-DEVICE=cuda N="" SIZE="" LLM="" WORKERS="" WORK="" SMOKE=0
+DEVICE=cuda N="" SIZE="" LLM="" WORKERS="" WORK="" SMOKE=0 REAL=0 BIN_LIMIT=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) DEVICE="$2"; shift 2 ;;
@@ -24,7 +26,9 @@ while [[ $# -gt 0 ]]; do
     --workers) WORKERS="$2"; shift 2 ;;
     --work) WORK="$2"; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --real-size) REAL=1; shift ;;
+    --bin-limit) BIN_LIMIT="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,7 +43,8 @@ trap '[[ -n "$CLEAN" ]] && rm -rf "$CLEAN"' EXIT
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 YOLO_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export YOLO_CONFIG_DIR="$WORK/ultralytics"
 export VL_GPU_DEVICE="$DEVICE" VL_GPU_N="$N" VL_GPU_SIZE="$SIZE" VL_GPU_LLM="$LLM" VL_GPU_WORKERS="$WORKERS"
-export VL_GPU_WORK="$WORK" VL_GPU_ROOT="$ROOT" VL_GPU_SMOKE="$SMOKE"
+export VL_GPU_WORK="$WORK" VL_GPU_ROOT="$ROOT" VL_GPU_SMOKE="$SMOKE" VL_GPU_REAL="$REAL"
+export VL_GPU_BIN_LIMIT="${BIN_LIMIT:-$([[ "$DEVICE" == cpu ]] && echo "$N" || echo 500)}"
 
 "$PYTHON" - <<'PY'
 import io, os, random, subprocess, sys, threading, time, warnings
@@ -52,6 +57,7 @@ ENV = os.environ
 DEVICE, N, WORKERS = ENV["VL_GPU_DEVICE"], int(ENV["VL_GPU_N"]), int(ENV["VL_GPU_WORKERS"])
 W, H = (int(x) for x in ENV["VL_GPU_SIZE"].split("x"))
 WORK, LLM, SMOKE = Path(ENV["VL_GPU_WORK"]), ENV["VL_GPU_LLM"], ENV["VL_GPU_SMOKE"] == "1"
+REAL, BIN_LIMIT = DEVICE != "cpu" or ENV["VL_GPU_REAL"] == "1", int(ENV["VL_GPU_BIN_LIMIT"])
 sys.path.insert(0, str(Path(ENV["VL_GPU_ROOT"]) / "tests"))
 warnings.filterwarnings("ignore", message="lance is not fork-safe")  # the forked children only draw
 
@@ -89,7 +95,7 @@ def models() -> dict[str, str]:
     from vlcli.testing import tiny_models
 
     folder = WORK / "models"
-    if DEVICE == "cpu":
+    if not REAL:
         return {
             "dinov2": tiny_models.tiny_dinov2(folder / "dinov2"),
             "blip": tiny_models.tiny_blip(folder / "blip"),
@@ -97,6 +103,7 @@ def models() -> dict[str, str]:
             "llm": LLM or tiny_models.tiny_causal_lm(folder / "llm"),
             "yolo": "yolov8n.yaml",
         }
+    transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(0)
     dinov2 = folder / "dinov2-base"
     transformers.Dinov2Model(transformers.Dinov2Config(image_size=224)).save_pretrained(dinov2)
@@ -113,7 +120,8 @@ def models() -> dict[str, str]:
     transformers.BlipForConditionalGeneration(config).save_pretrained(blip)
     processor = transformers.BlipImageProcessor(size={"height": 384, "width": 384})
     transformers.BlipProcessor(processor, tokenizer).save_pretrained(blip)
-    return {"dinov2": str(dinov2), "blip": str(blip), "clip": "ViT-B-32", "llm": LLM, "yolo": "yolo11s.yaml"}
+    llm = LLM or (tiny_models.tiny_causal_lm(folder / "llm") if DEVICE == "cpu" else "")
+    return {"dinov2": str(dinov2), "blip": str(blip), "clip": "ViT-B-32", "llm": llm, "yolo": "yolo11s.yaml"}
 
 
 class Clock:
@@ -204,16 +212,16 @@ def main() -> None:
     resize_to = 1024 if DEVICE != "cpu" else 256
     device = DEVICE
     plans = [
-        ("filter", filter_module, lambda: FilterStep(ScoreSettings(nsfw=nsfw, device=device), FilterRules(min_side=16)), 64),
-        ("crop", crop_module, lambda: CropStep(CropSettings(model=m["dinov2"], resize_to=resize_to, device=device)), 32),
+        ("filter", filter_module, lambda: FilterStep(ScoreSettings(nsfw=nsfw, device=device), FilterRules(min_side=16)), 64, None),
+        ("crop", crop_module, lambda: CropStep(CropSettings(model=m["dinov2"], resize_to=resize_to, device=device)), 32, None),
         ("bin", bin_module, lambda: BinStep(BinSettings(
             ocr=ocr, detector=m["yolo"], captioner=m["blip"], clip=m["clip"],
-            clip_pretrained=None if DEVICE != "cpu" else "openai", device=device)), 32),
+            clip_pretrained=None if REAL else "openai", device=device)), 32, BIN_LIMIT),
     ]
     if generator:
         synth = SynthSettings(backend=generator, model=m["llm"], all_rows=True, max_tokens=256 if DEVICE != "cpu" else 16,
                               max_retries=0, device=device, seed=0)
-        plans.append(("synth", synth_module, lambda: SynthStep(synth), 256 if DEVICE != "cpu" else 8))
+        plans.append(("synth", synth_module, lambda: SynthStep(synth), 256 if DEVICE != "cpu" else 8, None))
     else:
         print("synth: skipped (give a small chat model folder with --llm DIR for vLLM)")
     sampler = GpuSampler()
@@ -221,12 +229,12 @@ def main() -> None:
           f"(nsfw {nsfw}, ocr {ocr}, generator {generator or 'none'})")
     print(f"{'step':<8} {'rows':>6} {'seconds':>8} {'images/s':>9} {'in model':>9} {'GPU util':>9}")
     try:
-        for name, module, build, batch in plans:
+        for name, module, build, batch, limit in plans:
             clock = Clock()
             module.create = lambda *a, _c=clock, **k: _c.wrap(create(*a, **k), *METHODS)
             table = Table.open(path)
             start = time.monotonic()
-            report = run_step(table, build(), RunOptions(workers=WORKERS, batch_size=batch))
+            report = run_step(table, build(), RunOptions(workers=WORKERS, batch_size=batch, limit=limit))
             end = time.monotonic()
             seconds = end - start
             share = f"{100 * clock.seconds / seconds:.0f}%"
