@@ -219,6 +219,10 @@ def test_a_contaminated_image_is_never_the_kept_member_of_its_group(
     assert rows[kept]["contam_distance"] == 6 and rows[kept]["dup_of"] is None
     assert rows[dropped]["filter_keep"] is True and rows[dropped]["dup_of"] is None
     assert report.reasons == Counter({"contaminated": 1})
+    # a second evaluation set with the same name is told apart by its folder name
+    twin = _reference(tmp_path / "bench-2.lance", "bench", {"e9": [123]})
+    apply_rules(table, FilterRules(min_side=0, against=(twin, ref)))
+    assert [r["name"] for r in remembered(table)] == ["bench", "bench-2"]
     # --against-distance 0 leaves pHash matching off
     report = apply_rules(table, FilterRules(min_side=0, against_distance=0))
     assert report.reasons["contaminated"] == 0

@@ -88,9 +88,13 @@ def remember(table: Table, paths: tuple[str, ...]) -> list[dict[str, str]]:
     """Add reference tables at `paths` to the remembered ones (deduplicated by path); returns them all."""
     refs = remembered(table)
     known = {r["path"] for r in refs}
-    new = [{"name": reference_name(p), "path": p} for p in dict.fromkeys(paths) if p not in known]
+    new = [p for p in dict.fromkeys(paths) if p not in known]
+    for path in new:
+        name = reference_name(path)
+        if name in {r["name"] for r in refs}:  # two sets called `test`: contam_of names them apart
+            name = os.path.basename(path.rstrip("/")).removesuffix(".lance")
+        refs.append({"name": name, "path": path})
     if new:
-        refs += new
         table.set_metadata(AGAINST_KEY, refs)
     return refs
 
