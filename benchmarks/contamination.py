@@ -21,7 +21,7 @@ from PIL import Image
 from vlcli.demo.samples import EVAL_COPIES, draw_scene, eval_copy
 from vlcli.images import decode
 from vlcli.steps.filter.contamination import cross_matches, grid_hashes
-from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, to_int64
+from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash_bytes, to_int64
 
 
 def jpeg(img: Image.Image) -> bytes:
@@ -32,7 +32,7 @@ def jpeg(img: Image.Image) -> bytes:
 
 def hash_of(data: bytes) -> int:
     """As `vl filter` hashes a row."""
-    return to_int64(phash(decode(data, min_side=DRAFT_MIN_SIDE, reduce=False)))
+    return to_int64(phash_bytes(data))
 
 
 def main() -> None:
