@@ -311,20 +311,19 @@ def decode(
             raise ImageProblem(f"cannot decode ({type(exc).__name__}: {exc})") from exc
 
 
-def decode_luma_draft(
-    data: bytes, scale: int, *, min_side: int = 1
-) -> tuple[Image.Image, tuple[int, int], int] | None:
-    """A JPEG decoded at 1/`scale` (2, 4 or 8: JPEG's DCT scaling) of its stored size, in grey levels when
-    it is YCbCr (luma only: no chroma or colour conversion) and as stored (orientation not applied), with
-    its stored size and EXIF orientation; None for other formats and for a stored short side under
-    `min_side` (decode those with `decode`)."""
+def decode_luma_draft(data: bytes, min_side: int) -> tuple[Image.Image, tuple[int, int], int] | None:
+    """A JPEG decoded at the smallest of JPEG's DCT scales (1/8, 1/4, 1/2) whose short side stays at least
+    `min_side`, in grey levels when it is YCbCr (luma only: no chroma or colour conversion) and as stored
+    (orientation not applied), with its stored size and EXIF orientation; None for other formats and
+    JPEGs no scale reduces (decode those with `decode`)."""
     with _reading():
         img = _open(data, None)
         full = img.size
-        if img.format != "JPEG" or min(full) < min_side:
+        scale = next((s for s in (8, 4, 2) if min(full) // s >= min_side), 1)
+        if img.format != "JPEG" or scale == 1:
             return None
         try:
-            img.draft("L", (max(1, full[0] // scale), max(1, full[1] // scale)))  # Pillow picks 1/scale
+            img.draft("L", (full[0] // scale, full[1] // scale))  # Pillow picks 1/scale for this size
             check_pixels(img.size, "decoding")
             img.load()
         except ImageProblem:

@@ -17,7 +17,7 @@ from vlcli.images import decode, decode_budget, shrink
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary
 from vlcli.steps.filter.contamination import Matches, find_matches, remember
 from vlcli.steps.filter.dedup import dedup, fingerprint
-from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, to_int64
+from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, phash_draft, phash_pixels, to_int64
 from vlcli.steps.runner import run_step
 from vlcli.table.schema import (
     CONTAM_DISTANCE,
@@ -133,11 +133,16 @@ class FilterStep(Step):
     def prepare(self, row: dict[str, Any]) -> Any:
         """Decode once (JPEG draft mode: the NSFW models look at <= 320 px, pHash at 32 px) and hash;
         other formats are hashed at full size, as `phash_bytes` does, and shrunk before they wait for
-        the NSFW model (a 10000x10000 PNG: a few hundred KB instead of 300 MB)."""
+        the NSFW model (a 10000x10000 PNG: a few hundred KB instead of 300 MB). Without a model, JPEGs
+        only decode their luma at 1/8 scale (`phash_draft`)."""
+        if self.scorer is None and (h := phash_draft(row["image"])) is not None:
+            return None, to_int64(h)
+        full = (row["width"] or 0, row["height"] or 0)
         # the full-size pixels live until hashed: reserve them for that long, not only while decoding
-        with decode_budget((row["width"] or 0, row["height"] or 0)):
+        with decode_budget(full):
             img = decode(row["image"], min_side=DRAFT_MIN_SIDE, reduce=False)
-            return shrink(img, DRAFT_MIN_SIDE), to_int64(phash(img))
+            h = phash(img) if img.size == full or not all(full) else phash_pixels(img, full)
+            return shrink(img, DRAFT_MIN_SIDE), to_int64(h)
 
     def process(self, items: list[Any]) -> list[dict[str, Any]]:
         """Score the batch's NSFW probability; pass the hashes through."""
