@@ -29,10 +29,11 @@ from vlcli.demo.samples import draw_scene
 from vlcli.steps.base import RunOptions
 from vlcli.steps.crop.step import CropSettings, CropStep
 from vlcli.steps.runner import run_step
-from vlcli.table.schema import CROP_BOX, CROP_SCORE, ID, ingest_schema
+from vlcli.table.schema import CROP_BOX, CROP_SCORE, ID, ingest_schema, status_column
 from vlcli.table.storage import Table
 from vlcli.testing.tiny_models import tiny_dinov2
 
+CROP_STATUS = status_column("crop")
 MODES = ("local", "procs2", "ray")
 
 
@@ -82,7 +83,7 @@ def run_once(mode: str, source: Path, work: Path, model: str, batch: int) -> dic
     seconds = time.perf_counter() - started
     table.refresh()
     outputs = (
-        table.lazy().select(ID.name, CROP_BOX.name, CROP_SCORE.name, "crop_status").collect().sort(ID.name)
+        table.lazy().select(ID.name, CROP_BOX.name, CROP_SCORE.name, CROP_STATUS.name).collect().sort(ID.name)
     )
     after = image_files(path)
     untouched = all(after.get(name) == size for name, size in files_before.items())
@@ -105,7 +106,7 @@ def commit_cost(work: Path, rows: int = 20_000, window: int = 4096) -> tuple[flo
         table.append(
             pa.table({ID.name: part, "image": [b"x" * 64] * len(part), "ingest_status": ["ok"] * len(part)})
         )
-    table.ensure_columns([CROP_BOX.field(), CROP_SCORE.field(), pa.field("crop_status", pa.string())])
+    table.ensure_columns([CROP_BOX.field(), CROP_SCORE.field(), CROP_STATUS.field()])
     size, seconds, commits = table.size_on_disk(), 0.0, 0
     shuffled = random.Random(0).sample(ids, len(ids))  # results arrive in any order across workers
     for start in range(0, rows, window):
@@ -115,7 +116,7 @@ def commit_cost(work: Path, rows: int = 20_000, window: int = 4096) -> tuple[flo
                 ID.name: chunk,
                 CROP_BOX.name: pa.array([[0, 0, 10, 10]] * len(chunk), CROP_BOX.type),
                 CROP_SCORE.name: pa.array([0.5] * len(chunk), CROP_SCORE.type),
-                "crop_status": ["ok"] * len(chunk),
+                CROP_STATUS.name: ["ok"] * len(chunk),
             }
         )
         began = time.perf_counter()
