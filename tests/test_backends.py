@@ -35,10 +35,16 @@ def _requirement_name(spec: str) -> str:
     return re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
 
 
+# Published packages that only a CUDA machine installs, so this CPU machine cannot show they exist.
+GPU_ONLY = {"onnxruntime-gpu"}
+
+
 def _names_an_existing_install(target: str) -> bool:
     """An extra of vlcli that pyproject.toml declares, or a package installed here (so it exists)."""
     target = target.strip("'\"")
     if target == ".":  # this project, from a checkout
+        return True
+    if target in GPU_ONLY:
         return True
     extra = re.fullmatch(r"(?:vlcli|\.)\[(\w+)\]", target)
     if extra:

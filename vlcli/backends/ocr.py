@@ -142,7 +142,7 @@ def folder_models(folder: str) -> dict[str, str]:
 CUDA_PROVIDER = "CUDAExecutionProvider"
 NO_CUDA_PROVIDER = (
     "OCR runs on the CPU although a CUDA GPU is present: this onnxruntime has no CUDA provider "
-    "(pip uninstall onnxruntime && pip install onnxruntime-gpu to read on the GPU)"
+    "(to read on the GPU: pip uninstall onnxruntime && pip install onnxruntime-gpu)"
 )
 
 
