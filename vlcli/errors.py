@@ -81,3 +81,8 @@ class WorkerFailed(VlError):
     def __init__(self, message: str, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class Notice(UserWarning):
+    """Something the user should know that is not an error (e.g. a model runs on the CPU although a GPU
+    is present): warned once; the CLI prints it as one `note:` line."""

@@ -31,7 +31,7 @@ from PIL import Image
 
 from vlcli.backends.base import DEVICES, DTYPES
 from vlcli.backends.protocols import Box, TextBox
-from vlcli.errors import MissingDependencyError, ModelLoadError, UsageError
+from vlcli.errors import MissingDependencyError, ModelLoadError, Notice, UsageError
 
 DET_SIDE = 960  # detector input: long side scaled down to this; smaller images are not upscaled
 MIN_SCORE = 0.5  # lines the recogniser is less sure of are dropped (rapidocr's own default)
@@ -146,7 +146,7 @@ NO_CUDA_PROVIDER = (
 )
 
 
-class DeviceNotice(UserWarning):
+class DeviceNotice(Notice):
     """A backend runs on another device than the one the machine offers (shown once per run)."""
 
 

@@ -7,9 +7,10 @@ import functools
 import inspect
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TextIO, TypeVar
 
 import typer
 from rich.progress import (
@@ -23,7 +24,7 @@ from rich.progress import (
 )
 
 from vlcli.cli.render import err_console, render
-from vlcli.errors import StepInterrupted, UsageError, VlError
+from vlcli.errors import Notice, StepInterrupted, UsageError, VlError
 from vlcli.steps.base import RunOptions, StepReport
 from vlcli.steps.runner import scale_options
 
@@ -43,7 +44,9 @@ def handles_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return func(*args, **kwargs)
         except StepInterrupted as exc:
             if isinstance(exc.report, StepReport):
                 render(exc.report)
@@ -58,6 +61,24 @@ def handles_errors(func: F) -> F:
             raise fail(describe_os_error(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A vl Notice as one `note:` line; any other warning as Python shows it."""
+    if issubclass(category, Notice):
+        err_console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
