@@ -76,12 +76,12 @@ def iou(a: Box, b: Box) -> float:
 
 
 def full_input(step: CropStep, row: dict[str, Any]) -> torch.Tensor:
-    """The full image as the model gets it, before normalisation: uint8 [3, S, S] as float."""
+    """The full image as the model gets it, before normalisation: [3, S, S] levels as float."""
     p = step.prepare(row)
-    hwc = torch.from_numpy(p.pixels) if p.pixels is not None else None
-    assert hwc is not None
+    assert p.pixels is not None
+    full, _ = step._views(torch.from_numpy(p.pixels), p)  # fast: a shared first pass, as the step does
     s = step.embedder.input_size
-    return step.embedder.resize(hwc.permute(2, 0, 1)[None], (s, s))[0].float()
+    return step.embedder.resize(full.permute(2, 0, 1)[None], (s, s))[0].float()
 
 
 def ideal_input(row: dict[str, Any], resized: tuple[int, int], s: int) -> torch.Tensor:

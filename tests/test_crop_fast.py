@@ -160,3 +160,23 @@ def test_decode_gpu_needs_cuda_and_fast(tmp_path: Path) -> None:
         CropSettings(decode="gpu")
     with pytest.raises(UsageError, match="--preprocess must be exact or fast"):
         CropSettings(preprocess="quick")
+
+
+def test_cli_preprocess_fast_runs_and_decode_gpu_stops_without_cuda(tmp_path: Path, tiny_dinov2: str) -> None:
+    from typer.testing import CliRunner
+
+    from vlcli.cli.app import app
+
+    path = str(tmp_path / "t.lance")
+    table = Table.create(path, ingest_schema())
+    table.append(table_rows([photo(i, (320, 240)) for i in range(3)]))
+    base = ["crop", path, "--model", tiny_dinov2, "--resize-to", str(R), "--device", "cpu"]
+    result = CliRunner().invoke(app, [*base, "--preprocess", "fast"])
+    assert result.exit_code == 0, result.output
+    assert Table.open(path).to_arrow(["crop_status"]).column(0).to_pylist() == ["ok"] * 3
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(app, [*base, "--preprocess", "fast", "--decode", "gpu", "--redo"])
+        assert result.exit_code == 2  # a usage error
+        assert (
+            "--decode gpu needs a CUDA GPU" in result.output and len(result.output.strip().splitlines()) == 1
+        )

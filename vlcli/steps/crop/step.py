@@ -245,7 +245,9 @@ class CropStep(Step):
         image), that first pass is the same for all of them: it runs once, on the whole image, and the
         candidates are cut from its result, bit for bit what cutting first gives, at ~1/4 of the work.
         Landscape candidates differ in their first pass, so they are cut first (sharing their second
-        pass instead would change the rounding and, with near-tied candidates, the chosen box)."""
+        pass instead would change the rounding and, with near-tied candidates, the chosen box), except
+        with --preprocess fast, whose pixels are not the seed's anyway: there the vertical pass runs
+        once too, and each candidate keeps only its horizontal pass (~1/3 of the bytes to stack)."""
         if _is_square(p):
             return full, []
         h, w = full.shape[:2]
@@ -254,6 +256,9 @@ class CropStep(Step):
         if resize is not None and all(x0 == 0 and x1 == w for x0, _, x1, _ in cuts):
             strip = resize(full.permute(2, 0, 1)[None], (h, self.embedder.input_size))[0].permute(1, 2, 0)
             return strip, [strip[y0:y1, :] for _, y0, _, y1 in cuts]
+        if resize is not None and p.cuts is not None and all(y0 == 0 and y1 == h for _, y0, _, y1 in cuts):
+            strip = resize(full.permute(2, 0, 1)[None], (self.embedder.input_size, w))[0].permute(1, 2, 0)
+            return strip, [strip[:, x0:x1] for x0, _, x1, _ in cuts]
         return full, [full[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts]
 
     def _preprocess_grouped(self, images: list[Any]) -> Any:
