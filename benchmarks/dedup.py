@@ -1,11 +1,17 @@
-"""Near-duplicate search: seconds on 1,000,000 hashes, exactness against brute force, ratio to DCVLR.
+"""Near-duplicate search at scale: seconds and peak memory for 1M, 4M and 10M hashes (100M behind a flag),
+1 thread against 2, a clustered input, exactness against brute force, ratio to DCVLR.
 
-    python benchmarks/dedup.py [--n 1000000] [--subset 20000] [--repeat 3] [--dcvlr-repeat 1]
+    python benchmarks/dedup.py                       # 1M, 4M, 10M; clustered 1M; subset checks
+    python benchmarks/dedup.py --sizes 1000000 --n 100000000   # add 100M (about 10 GB, see below)
+    python benchmarks/dedup.py --sizes 1000000,4000000 --clustered-n 1000000 --pairs-up-to 4000000
 
 Random 64-bit hashes in which a share of the rows are near copies of other rows (0 to 10 bits flipped, so
-some copies sit just past the threshold). Measured in one run:
-- `near_duplicate_pairs(hashes, 8)` (distance < 8, as DCVLR) on all N, and `dedup` end to end (groups and
-  kept rows, with ids and pixel counts). Target: <= 10 s for 1,000,000 on 2 cores.
+some copies sit just past the threshold). Each size runs in its own process (so peak RSS is its own):
+- `group_labels(hashes, 8)` (distance < 8, as DCVLR): the groups `vl filter` needs, on `--workers`
+  threads and on 1 (the speedup), with peak RSS; `near_duplicate_pairs` (the pair count) up to
+  `--pairs-up-to`.
+- Clustered: the same with 1% of the rows inside one Hamming ball of radius 3 (all of them one group).
+- Incremental: groups of N - k rows extended by k new ones (`dedup(new=, previous=)`) against a full run.
 - On a subset of 20,000 (half of it both ends of planted copies): the same pairs as a brute-force
   comparison (numpy, in chunks), and the DCVLR loop (each hash compared with every kept hash, in plain
   Python) for the ratio. Target: >= 100x.
@@ -14,19 +20,23 @@ some copies sit just past the threshold). Measured in one run:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from vlcli.steps.filter.dedup import choose_blocks, dedup, near_duplicate_pairs
+from vlcli.steps.filter.dedup import _estimated_ns, choose_blocks, dedup, group_labels, near_duplicate_pairs
 
 MAX_DISTANCE = 8
-TARGET_SECONDS = 10.0
+TARGET_SECONDS_100M = 1800.0  # on 2 cores
+TARGET_PEAK_GB_100M = 16.0
 TARGET_RATIO = 100.0
 _COPY_SHARE = 0.1
 _MAX_FLIPS = 10
@@ -95,47 +105,131 @@ def _fmt(times: list[float]) -> str:
     return "[" + ", ".join(f"{t:.3f}" for t in times) + "]"
 
 
+def clustered(h: np.ndarray, share: float = 0.01, radius: int = 3, seed: int = 9) -> np.ndarray:
+    """`h` with `share` of its rows moved inside one Hamming ball of `radius` bits."""
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(h))[: int(len(h) * share)]
+    flips = np.zeros(len(rows), dtype=np.uint64)
+    for _ in range(radius):
+        flips ^= np.uint64(1) << rng.integers(0, 64, size=len(rows)).astype(np.uint64)
+    out = h.copy()
+    out[rows] = np.uint64(0x0123_4567_89AB_CDEF) ^ flips
+    return out
+
+
+def single(n: int, workers: int, cluster: bool, pairs: bool) -> dict[str, Any]:
+    """One measurement in this process: groups (and pairs) of `n` planted hashes."""
+    h, _, _ = planted_hashes(n)
+    if cluster:
+        h = clustered(h)
+    start = time.perf_counter()
+    labels = group_labels(h, MAX_DISTANCE, workers=workers)
+    seconds = time.perf_counter() - start
+    out: dict[str, Any] = {"seconds": seconds, "duplicates": n - len(np.unique(labels))}
+    if pairs:
+        start = time.perf_counter()
+        out["pairs"] = len(near_duplicate_pairs(h, MAX_DISTANCE, workers=workers))
+        out["pairs_seconds"] = time.perf_counter() - start
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def _child(n: int, workers: int, cluster: bool = False, pairs: bool = False) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--single", str(n), "--workers", str(workers)]
+    cmd += ["--clustered"] * cluster + ["--pairs"] * pairs
+    result: dict[str, Any] = json.loads(
+        subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    )
+    return result
+
+
+def incremental(n: int, k: int, workers: int) -> None:
+    """Groups of n - k rows extended by k new rows, against recomputing all n."""
+    h, _, _ = planted_hashes(n, seed=3)
+    ids = [f"{i:09x}" for i in range(n)]
+    pixels = np.random.default_rng(1).integers(10_000, 4_000_000, size=n)
+    before = dedup(h[: n - k], pixels[: n - k], ids[: n - k], MAX_DISTANCE, workers=workers)
+    new = np.arange(n) >= n - k
+    start = time.perf_counter()
+    got = dedup(h, pixels, ids, MAX_DISTANCE, new=new, previous=before + [None] * k, workers=workers)
+    t_inc = time.perf_counter() - start
+    start = time.perf_counter()
+    full = dedup(h, pixels, ids, MAX_DISTANCE, workers=workers)
+    t_full = time.perf_counter() - start
+    print(
+        f"incremental: {k:,} new rows on {n - k:,} grouped: {t_inc:.2f} s vs full recompute {t_full:.2f} s "
+        f"({t_full / t_inc:.1f}x), same dup_of: {got == full}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--sizes", default="1000000,4000000,10000000")
+    p.add_argument("--n", type=int, action="append", default=[], help="another size, e.g. 100000000")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-single-thread", action="store_true", help="skip the 1-thread runs (no speedup)")
+    p.add_argument("--pairs-up-to", type=int, default=10_000_000, help="count pairs for sizes up to this")
+    p.add_argument("--clustered-n", type=int, default=1_000_000, help="0: skip the clustered case")
+    p.add_argument("--incremental-n", type=int, default=1_000_000, help="0: skip the incremental case")
     p.add_argument("--subset", type=int, default=20_000)
-    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dcvlr-repeat", type=int, default=1)
+    p.add_argument("--single", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--clustered", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--pairs", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.single:
+        print(json.dumps(single(args.single, args.workers, args.clustered, args.pairs)))
+        return
 
     print(f"cpus: {os.cpu_count()}, load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    h, rows, sources = planted_hashes(args.n)
-    distinct = len(np.unique(h))
+    print(f"max_distance {MAX_DISTANCE} (distance < {MAX_DISTANCE}); each line its own process")
     print(
-        f"{args.n:,} hashes ({distinct:,} distinct), max_distance {MAX_DISTANCE} (distance < {MAX_DISTANCE})"
+        f"\n{'hashes':>12s}{'blocks':>8s}{'1 thread s':>12s}{f'{args.workers} threads s':>14s}"
+        f"{'speedup':>9s}{'peak MB':>9s}{'duplicates':>12s}{'pairs':>12s}"
     )
-    print(f"blocks chosen: {choose_blocks(distinct, MAX_DISTANCE)}")
+    sizes = [int(x) for x in args.sizes.split(",") if x] + args.n
+    fit = []
+    for n in sizes:
+        many = _child(n, args.workers, pairs=n <= args.pairs_up_to)
+        one = None if args.no_single_thread else _child(n, 1)
+        fit.append((n, many["seconds"]))
+        print(
+            f"{n:12,d}{choose_blocks(n, MAX_DISTANCE):8d}"
+            f"{one['seconds'] if one else float('nan'):12.1f}{many['seconds']:14.1f}"
+            f"{one['seconds'] / many['seconds'] if one else float('nan'):9.2f}{many['peak_mb']:9.0f}"
+            f"{many['duplicates']:12,d}{many.get('pairs', -1):12,d}"
+        )
+    # Time per unit of the cost model, from the largest size measured, carried to 100M.
+    n_big, t_big = fit[-1]
+    scale = t_big / _estimated_ns(n_big, MAX_DISTANCE - 1, choose_blocks(n_big, MAX_DISTANCE))
+    t_100m = scale * _estimated_ns(10**8, MAX_DISTANCE - 1, choose_blocks(10**8, MAX_DISTANCE))
+    print(
+        f"100M by the cost model scaled to {n_big:,}: ~{t_100m:.0f} s on {args.workers} threads "
+        f"(target <= {TARGET_SECONDS_100M:.0f} s on 2 cores, <= {TARGET_PEAK_GB_100M:.0f} GB)"
+    )
 
-    pairs, t_all, times_all = _median(lambda: near_duplicate_pairs(h, MAX_DISTANCE), args.repeat)
-    ids = [f"{i:08x}" for i in range(args.n)]
-    pixels = np.random.default_rng(1).integers(10_000, 4_000_000, size=args.n)
-    dup_of, t_dedup, times_dedup = _median(lambda: dedup(h, pixels, ids, MAX_DISTANCE), args.repeat)
-    dropped = sum(d is not None for d in dup_of)
-    print(f"\n{'':48s}{'median s':>10s}  runs")
-    print(
-        f"{'near_duplicate_pairs, ' + f'{args.n:,}':48s}{t_all:10.3f}  {_fmt(times_all)}  -> {len(pairs):,} pairs"
-    )
-    print(
-        f"{'dedup (groups + kept rows), ' + f'{args.n:,}':48s}{t_dedup:10.3f}  {_fmt(times_dedup)}  -> {dropped:,} duplicates"
-    )
-    ok = t_all <= TARGET_SECONDS
-    print(f"target <= {TARGET_SECONDS:.0f} s for near_duplicate_pairs: {'met' if ok else 'MISSED'}")
+    if args.clustered_n:
+        plain = _child(args.clustered_n, args.workers)
+        ball = _child(args.clustered_n, args.workers, cluster=True)
+        print(
+            f"clustered (1% in one radius-3 ball), {args.clustered_n:,}: {ball['seconds']:.1f} s, "
+            f"{ball['peak_mb']:.0f} MB peak vs {plain['seconds']:.1f} s, {plain['peak_mb']:.0f} MB unclustered"
+        )
+    if args.incremental_n:
+        incremental(args.incremental_n, args.incremental_n // 100, args.workers)
 
-    sub = h[subset_rows(args.n, args.subset, rows, sources)]
-    fast, t_fast, times_fast = _median(lambda: near_duplicate_pairs(sub, MAX_DISTANCE), args.repeat)
-    brute, t_brute, times_brute = _median(lambda: brute_force_pairs(sub, MAX_DISTANCE), args.repeat)
+    h, rows, sources = planted_hashes(sizes[0])
+    sub = h[subset_rows(sizes[0], args.subset, rows, sources)]
+    fast, t_fast, times_fast = _median(lambda: near_duplicate_pairs(sub, MAX_DISTANCE), 3)
+    brute, t_brute, times_brute = _median(lambda: brute_force_pairs(sub, MAX_DISTANCE), 3)
     as_ints = [int(v) for v in sub]
     kept, t_dcvlr, times_dcvlr = _median(lambda: dcvlr_loop(as_ints, MAX_DISTANCE), args.dcvlr_repeat)
     sub_dup = dedup(
         sub, np.ones(len(sub), dtype=np.int64), [f"{i:08x}" for i in range(len(sub))], MAX_DISTANCE
     )
-
-    print(f"\nsubset of {len(sub):,} (half of it both ends of planted copies, in random order)")
+    print(
+        f"\nsubset of {len(sub):,} of the {sizes[0]:,} (half of it both ends of planted copies, random order)"
+    )
     print(f"{'':48s}{'median s':>10s}{'vl faster':>11s}  runs")
     for name, t, times in [
         ("vl near_duplicate_pairs", t_fast, times_fast),
@@ -153,8 +247,6 @@ def main(argv: list[str] | None = None) -> None:
         f"rows kept: DCVLR {len(kept):,} (first seen wins, not transitive), "
         f"vl {sum(d is None for d in sub_dup):,} (transitive groups)"
     )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

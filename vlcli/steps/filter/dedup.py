@@ -19,11 +19,19 @@ gives exactly the pairs a brute-force comparison gives, without comparing every 
   n = 1,000,000 and D = 7 it picks b = 10: 120 keys of 18-21 bits, 164 radix passes and ~1e8 candidate
   comparisons (about 4 s on one busy core, benchmarks/dedup.py).
 
+* The walk over the keys is split into subtrees (by first block) run on `workers` threads (2 by default):
+  numpy's sorts, gathers and ufuncs release the GIL, and pairs reach the caller through a bounded queue.
+* When only groups are wanted (`dedup`, `group_labels`), groups of more than _BIG_RUN hashes under one key
+  are connected component by component (`_connect_run`): pairs inside one component are never compared,
+  so a cluster of near-identical hashes costs O(m) per key instead of O(m²).
+* Incremental: `dedup(new=, previous=)` extends groups of already grouped rows with new ones, searching
+  only new-vs-new pairs and new-vs-old ones (`_cross_pairs`: per key, each old hash is masked and looked up
+  among the few new keys: O(n) scanning per key, no sort of the old hashes).
+
 Time is O(P·n + C + output) where P is the number of radix passes (fixed by b and D) and C the number of
-candidates: about keys·n²/2^(key bits) on hashes spread like random ones, but quadratic in the size of a
-cluster of distinct hashes that agree on most bits. Memory is O(n + _CHUNK) for the search and for
-`dedup` / `duplicate_groups` (which stream pairs into a union-find); only the pair list itself, from
-`near_duplicate_pairs`, is as large as the answer.
+candidates: about keys·n²/2^(key bits) on hashes spread like random ones. Memory is
+O(n + workers·_CHUNK) for the search and for `dedup` / `group_labels` / `duplicate_groups` (which stream
+pairs into a union-find); only the pair list itself, from `near_duplicate_pairs`, is as large as the answer.
 """
 
 from __future__ import annotations
@@ -43,9 +51,9 @@ import numpy as np
 BITS = 64
 _MASK = (1 << BITS) - 1
 _CHUNK = 1 << 18  # cells per blocked comparison (xor matrix), pairs per union-find round: bounds memory
-_BIG_RUN = 64  # groups larger than this are compared in blocks instead of by offsets
-_BIG_RUN_GROUPS = 16  # ... and, when only groups are wanted, by connected components (see _connect_run)
+_BIG_RUN = 64  # groups larger than this are compared in blocks (or, for groups only, by components)
 _SPARSE = 4  # compare by gathered positions once fewer than 1 in _SPARSE positions are left
+_THREADED = 50_000  # fewer distinct hashes than this are searched on one thread (threads cost more)
 _MAX_PASSES = 20_000  # b values needing more radix passes than this are not considered
 # Cost model, in nanoseconds, measured on one x86 core with numpy 2 (only the ratios matter).
 _NS_PASS = 12.0  # one stable radix pass + gather, per hash
@@ -162,21 +170,19 @@ def _run_pairs(
     key: np.ndarray, hs: np.ndarray, d: int, big: list[tuple[int, int]] | None = None
 ) -> Iterator[tuple[IntArray, IntArray]]:
     """Positions (p, q), p < q, with equal `key` (sorted ascending) and hashes within `d`; with `big`,
-    groups longer than _BIG_RUN_GROUPS are left out and their (start, end) appended to `big` instead."""
+    groups longer than _BIG_RUN are left out and their (start, end) appended to `big` instead."""
     n = len(key)
     if n < 2:
         return
     step = key[1:] == key[:-1]  # step[p]: p and p + 1 are in one group
     limit = _BIG_RUN
-    if big is not None:
-        limit = _BIG_RUN_GROUPS
-        if n > limit:
-            far = np.flatnonzero(key[:-limit] == key[limit:])
-            if far.size:
-                runs = np.unique(key[far])
-                for lo, hi in zip(np.searchsorted(key, runs, "left"), np.searchsorted(key, runs, "right")):
-                    big.append((int(lo), int(hi)))
-                    step[lo : hi - 1] = False
+    if big is not None and n > limit:
+        far = np.flatnonzero(key[:-limit] == key[limit:])
+        if far.size:
+            runs = np.unique(key[far])
+            for lo, hi in zip(np.searchsorted(key, runs, "left"), np.searchsorted(key, runs, "right")):
+                big.append((int(lo), int(hi)))
+                step[lo : hi - 1] = False
     apart = step  # apart[p]: p and p + k are in one group (groups are contiguous)
     active: IntArray | None = None  # the positions of apart, once few are left
     for k in range(1, limit + 1):
@@ -313,7 +319,7 @@ def _banded_pairs(
     # The keys are independent: split the walk into subtrees by their first block (by their first two
     # when one subtree would be more than a thread's share), biggest first, and run them on threads
     # (numpy's sorts, gathers and ufuncs release the GIL).
-    workers = workers or default_workers()
+    workers = workers or (default_workers() if len(u) >= _THREADED else 1)
     depth = 1 if s == 1 or math.comb(b - 1, s - 1) * workers <= math.comb(b, s) else 2
     prefixes = sorted(
         itertools.combinations(range(b - s + depth), depth),
@@ -669,15 +675,15 @@ def _cross_pairs(old: np.ndarray, new: np.ndarray, d: int, workers: int | None) 
         for t in key:
             mask |= np.uint64(((1 << bounds[t][1]) - 1) << bounds[t][0])
         order = np.argsort(new & mask, kind="stable")
-        keys = (new & mask)[order]
+        keys, first, size = np.unique((new & mask)[order], return_index=True, return_counts=True)
         ko = old & mask
-        lo = np.searchsorted(keys, ko, "left")
-        count = np.searchsorted(keys, ko, "right") - lo
-        hit = np.flatnonzero(count)
-        step = max(1, _CHUNK // max(1, int(count.max(initial=1))))  # candidates per round <= _CHUNK
+        at = np.minimum(np.searchsorted(keys, ko), len(keys) - 1)  # one binary search per old hash
+        hit = np.flatnonzero(keys[at] == ko)
+        lo, count = first[at[hit]], size[at[hit]]
+        step = max(1, _CHUNK // int(size.max()))  # candidates per round <= _CHUNK
         for c0 in range(0, len(hit), step):
-            part = hit[c0 : c0 + step]
-            pairs = _cross(part, np.ones(len(part), dtype=np.int64), lo[part], count[part])
+            part = slice(c0, c0 + step)
+            pairs = _cross(hit[part], np.ones(len(hit[part]), dtype=np.int64), lo[part], count[part])
             j = order[pairs[:, 1]]
             near = np.bitwise_count(old[pairs[:, 0]] ^ new[j]) <= d
             if near.any():
@@ -739,6 +745,24 @@ def _new_pairs(
             yield np.stack([rep_old[chunk[:, 0]], rep_new[chunk[:, 1]]], axis=1)
 
 
+def group_labels(
+    hashes: np.ndarray,
+    max_distance: int,
+    scope_keys: Sequence[Hashable] | IntArray | None = None,
+    *,
+    valid: np.ndarray | None = None,
+    workers: int | None = None,
+    blocks: int | None = None,
+) -> IntArray:
+    """A near-duplicate group label per row (rows chained by pairs within one scope share one; rows
+    without a hash, by `valid`, stay alone): memory O(n) whatever the data, no pair list."""
+    values = as_uint64(hashes)
+    n = len(values)
+    scope = scope_keys if isinstance(scope_keys, np.ndarray) else _codes(scope_keys, n)
+    mask = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    return _scoped_labels(values, mask, scope, max_distance, workers, blocks)
+
+
 def dedup(
     hashes: np.ndarray | Sequence[int | None],
     pixels: np.ndarray | Sequence[int],
@@ -763,7 +787,7 @@ def dedup(
         raise ValueError(f"hashes, pixels and ids must have the same length ({n}, {len(pixels)}, {len(ids)})")
     scope = _codes(scope_keys, n)
     if new is None:
-        labels = _scoped_labels(values, mask, scope, max_distance, workers, blocks)
+        labels = group_labels(values, max_distance, scope, valid=mask, workers=workers, blocks=blocks)
         rows = np.arange(n)
         out: list[str | None] = [None] * n
     else:
