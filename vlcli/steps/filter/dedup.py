@@ -586,19 +586,21 @@ def _scoped_labels(
     """A group label per row: rows are in one group when chained by near pairs inside one scope."""
     n = len(values)
     d = _max_bits(max_distance)
-    labels = np.arange(n, dtype=np.int64) + n  # rows without a hash stay alone
     rows = np.flatnonzero(valid)
     if d < 0 or not rows.size:
-        return labels
+        return np.arange(n, dtype=np.int64) + n  # rows without a hash stay alone
     rows = rows[np.lexsort((values[rows], scope[rows]))]
     v, sc = values[rows], scope[rows]
     new = np.ones(len(rows), dtype=bool)
     new[1:] = (v[1:] != v[:-1]) | (sc[1:] != sc[:-1])
-    distinct = np.cumsum(new) - 1  # identical hashes in one scope share a distinct id
+    # identical hashes in one scope share a distinct id (int32 while it fits: 100M rows save 400 MB)
+    distinct = np.cumsum(new, dtype=np.int32 if len(rows) < 2**31 else np.int64) - 1
     u, u_scope = v[new], sc[new]
+    del v, sc, new  # the search below holds the most memory: free what it does not need first
     forest = _Forest(len(u))
     for chunk in _batches(_scoped_pairs(u, u_scope, d, forest, workers, blocks)):
         forest.union(chunk)
+    labels = np.arange(n, dtype=np.int64) + n
     labels[rows] = forest.labels()[distinct]
     return labels
 
