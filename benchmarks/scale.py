@@ -1,7 +1,9 @@
 """Scale-out on one machine: `vl crop` with a tiny DINOv2 on generated photos, one process vs
 `--procs 2` vs `--engine ray`, same table each time.
 
-Reports rows/s (median of --repeat runs, and the ratio to one process in the same run), bytes written,
+Reports rows/s (median of --repeat runs, and the ratio to one process in the same run), split into the
+start-up (launch to the first committed batch: worker processes or Ray actors importing and loading the
+model) and the steady rate after it, bytes written,
 whether the image data files were left untouched and whether every mode wrote the same step columns.
 Then the driver's commit cost per row and bytes per commit, the inputs of docs/scaling.md's estimate.
 
@@ -16,6 +18,8 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -39,8 +43,6 @@ MODES = ("local", "procs2", "ray")
 
 def build(path: Path, images: int, fragment_rows: int, size: tuple[int, int]) -> None:
     """A table of `images` generated photos (JPEG), appended in fragments of `fragment_rows`."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from conftest import table_rows
 
@@ -70,17 +72,44 @@ def options(mode: str, batch: int) -> RunOptions:
     return base
 
 
-def run_once(mode: str, source: Path, work: Path, model: str, batch: int) -> dict[str, Any]:
+class Clock:
+    """A progress sink that notes when the first rows were committed: start-up vs steady state."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.first_rows = 0
+
+    def start(self, step: str, total: int | None) -> None:
+        """Nothing to draw."""
+
+    def advance(self, rows: int, errors: int) -> None:
+        """Note the first batch's time and size."""
+        if self.first is None:
+            self.first, self.first_rows = time.perf_counter(), rows
+
+    def finish(self) -> None:
+        """Nothing to close."""
+
+
+def run_once(
+    mode: str, source: Path, work: Path, model: str, batch: int, resize_to: int, crops: int
+) -> dict[str, Any]:
     """Copy the source table, crop it in `mode`; rows/s, bytes written, outputs."""
     path = work / f"{mode}-{time.monotonic_ns()}.lance"
     shutil.copytree(source, path)
     table = Table.open(str(path))
     files_before = image_files(path)
     size_before = table.size_on_disk()
-    step = CropStep(CropSettings(model=model, resize_to=224, num_crops=8, device="cpu", dtype="fp32"))
+    step = CropStep(
+        CropSettings(model=model, resize_to=resize_to, num_crops=crops, device="cpu", dtype="fp32")
+    )
+    clock = Clock()
     started = time.perf_counter()
-    report = run_step(table, step, options(mode, batch))
-    seconds = time.perf_counter() - started
+    report = run_step(table, step, options(mode, batch), clock)
+    ended = time.perf_counter()
+    seconds = ended - started
+    first = clock.first or ended
+    steady = (report.processed - clock.first_rows) / max(ended - first, 1e-9)
     table.refresh()
     outputs = (
         table.lazy().select(ID.name, CROP_BOX.name, CROP_SCORE.name, CROP_STATUS.name).collect().sort(ID.name)
@@ -89,6 +118,8 @@ def run_once(mode: str, source: Path, work: Path, model: str, batch: int) -> dic
     untouched = all(after.get(name) == size for name, size in files_before.items())
     return {
         "rows_per_s": report.processed / seconds,
+        "startup_s": first - started,
+        "steady_rows_per_s": steady,
         "bytes_written": table.size_on_disk() - size_before,
         "images_untouched": untouched,
         "outputs": outputs,
@@ -126,6 +157,34 @@ def commit_cost(work: Path, rows: int = 20_000, window: int = 4096) -> tuple[flo
     return seconds / rows, (table.size_on_disk() - size) // commits
 
 
+def cli_rates(source: Path, work: Path, model: str, args: argparse.Namespace) -> dict[str, float]:
+    """Rows/s of `vl crop` as a user runs it (imports, model load and all) in one process and with
+    --procs 2, each on a fresh copy of the table, interleaved --repeat times (medians)."""
+    flags = {"local": ["--workers", "2"], "procs2": ["--procs", "2"]}
+    rates: dict[str, list[float]] = {mode: [] for mode in flags}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for rep in range(args.repeat):
+        for mode, extra in flags.items():
+            path = work / f"cli-{mode}-{rep}.lance"
+            shutil.copytree(source, path)
+            command = [
+                sys.executable,
+                "-m",
+                "vlcli.cli",
+                "crop",
+                str(path),
+                "--model",
+                model,
+                "--device",
+                "cpu",
+            ]
+            command += ["--resize-to", str(args.resize_to), "--num-crops", str(args.num_crops), "-q", *extra]
+            began = time.perf_counter()
+            subprocess.run(command, check=True, env=env, capture_output=True)
+            rates[mode].append(args.images / (time.perf_counter() - began))
+    return {mode: statistics.median(r) for mode, r in rates.items()}
+
+
 def main() -> None:
     """Run each mode --repeat times and print medians, ratios and the output check."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -133,7 +192,13 @@ def main() -> None:
     parser.add_argument("--fragment-rows", type=int, default=25)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", default="1600x1200", help="generated photo size, WxH")
+    parser.add_argument("--resize-to", type=int, default=1024, help="crop's short side before cutting")
+    parser.add_argument("--num-crops", type=int, default=15)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument(
+        "--cli", action="store_true", help="also time `vl crop` vs `vl crop --procs 2` as commands"
+    )
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     if "ray" in modes:
@@ -148,23 +213,42 @@ def main() -> None:
         work = Path(tmp)
         model = tiny_dinov2(work / "dinov2")
         source = work / "source.lance"
-        build(source, args.images, args.fragment_rows, (640, 480))
+        width, height = (int(v) for v in args.size.split("x"))
+        build(source, args.images, args.fragment_rows, (width, height))
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
         for _ in range(args.repeat):
             for mode in modes:  # interleaved, so drift on a noisy machine hits every mode alike
-                runs[mode].append(run_once(mode, source, work, model, args.batch_size))
+                runs[mode].append(
+                    run_once(mode, source, work, model, args.batch_size, args.resize_to, args.num_crops)
+                )
         base = statistics.median(r["rows_per_s"] for r in runs[modes[0]])
+        steady_base = statistics.median(r["steady_rows_per_s"] for r in runs[modes[0]])
         reference = runs[modes[0]][0]["outputs"]
-        print(f"{args.images} photos 640x480, tiny DINOv2, {os.cpu_count()} CPUs, median of {args.repeat}")
         print(
-            f"{'mode':8} {'rows/s':>8} {'ratio':>6} {'MB written':>10} {'images untouched':>16} {'same output':>11}"
+            f"{args.images} photos {args.size}, tiny DINOv2, resize to {args.resize_to}, {args.num_crops} crops, "
+            f"{os.cpu_count()} CPUs, median of {args.repeat}"
+        )
+        print(
+            f"{'mode':8} {'rows/s':>8} {'ratio':>6} {'start s':>8} {'steady/s':>9} {'ratio':>6} "
+            f"{'MB written':>10} {'images untouched':>16} {'same output':>11}"
         )
         for mode in modes:
             rate = statistics.median(r["rows_per_s"] for r in runs[mode])
             written = statistics.median(r["bytes_written"] for r in runs[mode]) / 1e6
             untouched = all(r["images_untouched"] for r in runs[mode])
             same = all(r["outputs"].equals(reference) for r in runs[mode])
-            print(f"{mode:8} {rate:8.1f} {rate / base:6.2f} {written:10.2f} {untouched!s:>16} {same!s:>11}")
+            startup = statistics.median(r["startup_s"] for r in runs[mode])
+            steady = statistics.median(r["steady_rows_per_s"] for r in runs[mode])
+            print(
+                f"{mode:8} {rate:8.1f} {rate / base:6.2f} {startup:8.1f} {steady:9.1f} {steady / steady_base:6.2f} "
+                f"{written:10.2f} {untouched!s:>16} {same!s:>11}"
+            )
+        if args.cli:
+            rates = cli_rates(source, work, model, args)
+            print(
+                f"vl crop as a command: {rates['local']:.1f} rows/s; --procs 2: {rates['procs2']:.1f} rows/s "
+                f"({rates['procs2'] / rates['local']:.2f}x)"
+            )
         per_row, per_commit = commit_cost(work)
         print(
             f"driver commit: {per_row * 1e6:.1f} us per row, {per_commit / 1e3:.1f} kB per commit of 4,096 rows"
