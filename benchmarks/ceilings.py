@@ -142,7 +142,9 @@ def has_fast_crop() -> bool:
 
 
 STEPS: dict[str, Callable[[], Step]] = {
-    "filter": lambda: FilterStep(ScoreSettings(nsfw="null", device="cpu"), FilterRules()),
+    # the target is pHash and the size rules; with an NSFW model the image is also decoded for it
+    "filter": lambda: FilterStep(ScoreSettings(nsfw="none", device="cpu"), FilterRules()),
+    "filter --nsfw null": lambda: FilterStep(ScoreSettings(nsfw="null", device="cpu"), FilterRules()),
     "crop": lambda: CropStep(crop_settings(False)),
     "crop --preprocess fast": lambda: CropStep(crop_settings(True)),
     "bin": lambda: BinStep(
@@ -158,7 +160,7 @@ def run_steps(source: str | Path, work: Path, n: int, names: list[str], workers:
         for w in workers:
             table = fresh(source, work, name.split()[0])
             step = STEPS[name]()
-            opts = RunOptions(workers=w, batch_size=32 if name == "filter" else 16)
+            opts = RunOptions(workers=w, batch_size=32 if name.startswith("filter") else 16)
             out.append(timed(name, w, n, partial(run_step, table, step, opts)))
             print(
                 f"  {name:<24} --workers {w}: {out[-1].images / out[-1].wall:7.1f} images/s wall", flush=True
@@ -240,7 +242,7 @@ def profiles(
         step = STEPS[name]()
         step.setup()
         rows = rows_of(Table.open(source), step)[:n]
-        batch = 32 if name == "filter" else 16
+        batch = 32 if name.startswith("filter") else 16
         phases[name] = p = Phases(len(rows))
         out[name] = profile(partial(serial_pass, step, rows, batch, p), len(rows), top)
     table = Table.open(cropped)
