@@ -700,25 +700,18 @@ def _merge_new(
     valid: np.ndarray,
     scope: IntArray,
     new: np.ndarray,
-    previous: Sequence[str | None],
-    ids: Sequence[str],
+    previous: IntArray,
     max_distance: int,
     workers: int | None,
 ) -> IntArray:
     """Group labels when only the `new` rows are ungrouped: the old rows' groups come from `previous`
-    (their dup_of), and only pairs with a new row are searched (new against all, new against new)."""
+    (each row's kept row), and only pairs with a new row are searched (new against all, new against new)."""
     n = len(values)
     fresh, old = valid & new, valid & ~new
     forest = _Forest(n)
-    twins = np.flatnonzero(old & np.fromiter((p is not None for p in previous), dtype=bool, count=n))
+    twins = np.flatnonzero(old & (previous != np.arange(n)))
     if twins.size:
-        kept_ids = [str(previous[i]) for i in twins.tolist()]
-        wanted = set(kept_ids)
-        row_of = {ids[i]: i for i in range(n) if ids[i] in wanted}
-        missing = wanted - row_of.keys()
-        if missing:
-            raise ValueError(f"previous names ids that are not among the rows: {sorted(missing)[:3]}")
-        forest.union(np.stack([twins, np.array([row_of[k] for k in kept_ids])], axis=1))
+        forest.union(np.stack([twins, previous[twins]], axis=1))
     d = _max_bits(max_distance)
     if d >= 0:
         for chunk in _batches(_new_pairs(values, fresh, old, scope, d, workers)):
@@ -765,6 +758,46 @@ def group_labels(
     return _scoped_labels(values, mask, scope, max_distance, workers, blocks)
 
 
+def kept_rows(
+    hashes: np.ndarray | Sequence[int | None],
+    pixels: np.ndarray | Sequence[int],
+    ids: Sequence[str],
+    max_distance: int,
+    scope_keys: Sequence[Hashable] | IntArray | None = None,
+    *,
+    valid: np.ndarray | None = None,
+    new: np.ndarray | None = None,
+    previous: IntArray | None = None,
+    workers: int | None = None,
+    blocks: int | None = None,
+) -> IntArray:
+    """For every row, the row kept in its near-duplicate group (itself when kept, alone or without a hash);
+    with `scope_keys` (or int codes for them), only rows with equal keys can be duplicates. With `new` (a
+    mask) and `previous` (every row's kept row from a run over the rows not new, under the same rules),
+    only pairs involving new rows are searched: the same answer as a full run. Only the ids of rows in
+    groups are read. `workers`: threads (default_workers()); `blocks` forces the index's block count
+    (0: compare all pairs), for tests."""
+    values, mask = _hash_column(hashes, valid)
+    n = len(values)
+    if len(ids) != n or len(pixels) != n:
+        raise ValueError(f"hashes, pixels and ids must have the same length ({n}, {len(pixels)}, {len(ids)})")
+    scope = scope_keys if isinstance(scope_keys, np.ndarray) else _codes(scope_keys, n)
+    px = np.asarray(pixels)
+    if new is None:
+        labels = group_labels(values, max_distance, scope, valid=mask, workers=workers, blocks=blocks)
+        return choose_kept(labels, px, ids)
+    if previous is None or len(previous) != n or len(new) != n:
+        raise ValueError(f"new= needs a mask and previous= a kept row for each of the {n} rows")
+    fresh = np.asarray(new, dtype=bool)
+    before = np.asarray(previous, dtype=np.int64)
+    labels = _merge_new(values, mask, scope, fresh, before, max_distance, workers)
+    out = np.where(fresh | ~mask, np.arange(n), before)
+    # Only groups holding a new row can change: choose their kept member again over all members.
+    rows = np.flatnonzero(np.isin(labels, labels[fresh & mask]))
+    out[rows] = rows[choose_kept(labels[rows], px[rows], [ids[int(r)] for r in rows])]
+    return out
+
+
 def dedup(
     hashes: np.ndarray | Sequence[int | None],
     pixels: np.ndarray | Sequence[int],
@@ -779,39 +812,43 @@ def dedup(
     blocks: int | None = None,
 ) -> list[str | None]:
     """For every row, the id of the row kept in its near-duplicate group, or None when the row is kept
-    or has no duplicate (or no hash); with `scope_keys`, only rows with equal keys can be duplicates.
-    With `new` (a mask) and `previous` (every row's dup_of from a run over the rows not new, under the
-    same rules), only pairs involving new rows are searched: the same answer as a full run. `workers`:
-    threads (default_workers()); `blocks` forces the index's block count (0: compare all pairs), for tests."""
-    values, mask = _hash_column(hashes, valid)
-    n = len(values)
-    if len(ids) != n or len(pixels) != n:
-        raise ValueError(f"hashes, pixels and ids must have the same length ({n}, {len(pixels)}, {len(ids)})")
-    scope = _codes(scope_keys, n)
-    if new is None:
-        labels = group_labels(values, max_distance, scope, valid=mask, workers=workers, blocks=blocks)
-        rows = np.arange(n)
-        out: list[str | None] = [None] * n
-    else:
+    or has no duplicate (or no hash): `kept_rows` by id, with `previous` every row's dup_of then."""
+    n = len(ids)
+    before = None
+    if new is not None:
         if previous is None or len(previous) != n or len(new) != n:
             raise ValueError(f"new= needs a mask and previous= a dup_of for each of the {n} rows")
-        fresh = np.asarray(new, dtype=bool)
-        labels = _merge_new(values, mask, scope, fresh, previous, ids, max_distance, workers)
-        out = [None if fresh[i] or not mask[i] else previous[i] for i in range(n)]
-        # Only groups holding a new row can change: choose their kept member again over all members.
-        rows = np.flatnonzero(np.isin(labels, labels[fresh & mask]))
-    kept = rows[choose_kept(labels[rows], np.asarray(pixels)[rows], [ids[int(r)] for r in rows])]
-    if new is None:
-        rows, kept = rows[kept != rows], kept[kept != rows]
-    for row, k in zip(rows.tolist(), kept.tolist()):
-        out[row] = None if k == row else ids[k]
-    return out
+        before = np.arange(n, dtype=np.int64)
+        named = [i for i in range(n) if previous[i] is not None and not new[i]]
+        row_of = {ids[i]: i for i in range(n)}
+        missing = {str(previous[i]) for i in named} - row_of.keys()
+        if missing:
+            raise ValueError(f"previous names ids that are not among the rows: {sorted(missing)[:3]}")
+        before[named] = [row_of[str(previous[i])] for i in named]
+    kept = kept_rows(
+        hashes,
+        pixels,
+        ids,
+        max_distance,
+        scope_keys,
+        valid=valid,
+        new=new,
+        previous=before,
+        workers=workers,
+        blocks=blocks,
+    )
+    return [None if k == i else ids[k] for i, k in enumerate(kept.tolist())]
 
 
-def fingerprint(hashes: np.ndarray, ids: Sequence[str]) -> dict[str, Any]:
+def fingerprint(hashes: np.ndarray, ids: Sequence[str] | np.ndarray) -> dict[str, Any]:
     """A short summary of which rows hold which hashes (order does not matter): equal summaries mean
-    the same rows were grouped, so stored groups can be extended instead of recomputed."""
-    h = as_uint64(hashes) ^ (np.fromiter((zlib.crc32(i.encode()) for i in ids), np.uint64, len(ids)) << 32)
+    the same rows were grouped, so stored groups can be extended instead of recomputed. `ids` may be
+    given as 64-bit codes standing for them (equal ids, equal codes)."""
+    if isinstance(ids, np.ndarray):
+        codes = ids.astype(np.uint64, copy=False)
+    else:
+        codes = np.fromiter((zlib.crc32(i.encode()) for i in ids), np.uint64, len(ids)) << np.uint64(32)
+    h = as_uint64(hashes) ^ codes
     h ^= h >> np.uint64(30)  # splitmix64's finaliser: a sum of mixed values, not of the hashes themselves
     h *= np.uint64(0xBF58476D1CE4E5B9)
     h ^= h >> np.uint64(27)
