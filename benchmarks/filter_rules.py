@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,7 @@ def main() -> None:
         stage(table, "first run", [lambda: apply_rules(table, base)])
         stage(table, "rerun, nothing changed", [lambda: apply_rules(table, base)] * args.repeat)
         sides = [FilterRules(min_side=300 if k % 2 == 0 else 256) for k in range(args.repeat)]
-        stage(table, "--min-side changed", [lambda r=r: apply_rules(table, r) for r in sides])
+        stage(table, "--min-side changed", [partial(apply_rules, table, r) for r in sides])
         ref = reference(Path(tmp) / "eval.lance", table)
         against = FilterRules(min_side=sides[-1].min_side, against=(ref,))
         stage(table, "--against added (50 kept members)", [lambda: apply_rules(table, against)])

@@ -25,6 +25,7 @@ from vlcli.steps.filter.dedup import (
     duplicate_groups,
     fingerprint,
     iter_near_duplicate_pairs,
+    kept_rows,
     near_duplicate_pairs,
 )
 from vlcli.steps.filter.phash import phash_bytes, to_int64
@@ -398,18 +399,18 @@ def test_filter_after_an_ingest_searches_only_the_new_rows(
     rules = FilterRules(min_side=0, dedup_scope=scope)
     calls: list[int | None] = []
 
-    def spy(*args: object, **kwargs: object) -> list[str | None]:
+    def spy(*args: object, **kwargs: object) -> np.ndarray:
         mask = kwargs.get("new")
         calls.append(None if mask is None else int(np.count_nonzero(mask)))
-        return dedup(*args, **kwargs)  # type: ignore[arg-type]
+        return kept_rows(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(filter_step, "dedup", spy)
+    monkeypatch.setattr(filter_step, "kept_rows", spy)
     table = _scored_table(tmp_path / "a.lance", old, seed=1)
     apply_rules(table, rules)
     _scored_table(tmp_path / "a.lance", new, seed=2, table=table)
     apply_rules(table, rules)
     apply_rules(table, rules)  # nothing new: nothing searched
-    assert calls == [None, 40, 0]
+    assert calls == [None, 40]
 
     fresh = _scored_table(tmp_path / "b.lance", old, seed=1)
     _scored_table(tmp_path / "b.lance", new, seed=2, table=fresh)

@@ -9,6 +9,7 @@ own crops too (`crop_grid`): a training image that is a crop of it lands near on
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -258,8 +259,8 @@ def _load(refs: list[dict[str, str]], semantic: bool) -> _References:
 def find_matches(
     table: Table,
     refs: list[dict[str, str]],
-    ids: list[str],
-    hashes: list[int],
+    ids: Sequence[str],
+    hashes: np.ndarray | Sequence[int],
     max_distance: int,
     semantic_threshold: float | None = None,
 ) -> Matches:
@@ -275,7 +276,7 @@ def find_matches(
 
 
 def _match_embeddings(
-    table: Table, ids: list[str], of: list[str | None], loaded: _References, threshold: float
+    table: Table, ids: Sequence[str], of: list[str | None], loaded: _References, threshold: float
 ) -> None:
     if EMBEDDING.name not in table.schema.names:
         raise UsageError("--semantic-threshold needs the embedding column: run `vl crop TABLE` first")

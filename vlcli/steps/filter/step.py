@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vlcli.backends import create
 from vlcli.errors import UsageError
 from vlcli.images import decode, decode_budget, shrink
 from vlcli.steps.base import Progress, RunOptions, Step, StepReport, StepSpec, Summary
-from vlcli.steps.filter.contamination import Matches, find_matches, remember
-from vlcli.steps.filter.dedup import dedup, fingerprint
+from vlcli.steps.filter.contamination import find_matches, remember
+from vlcli.steps.filter.dedup import choose_kept, fingerprint, group_labels, kept_rows
 from vlcli.steps.filter.phash import DRAFT_MIN_SIDE, phash, phash_draft, phash_pixels, to_int64
 from vlcli.steps.runner import run_step
 from vlcli.table.schema import (
@@ -175,171 +177,270 @@ class FilterReport(Summary):
     references: list[str] = field(default_factory=list)  # names of the evaluation sets checked against
 
 
-_GLOBAL_READS = tuple(
-    c.name for c in (ID, DATASET, WIDTH, HEIGHT, INGEST_STATUS, FILTER_STATUS, PHASH, NSFW_SCORE)
-)
+_GLOBAL_READS = tuple(c.name for c in (ID, WIDTH, HEIGHT, INGEST_STATUS, FILTER_STATUS, PHASH, NSFW_SCORE))
+# What the last global part decided (compared with the new decisions: only changed rows are written),
+# and the metadata key naming the rows it grouped.
+_LAST_DECISION = tuple(c.name for c in (DUP_OF, FILTER_KEEP, FILTER_REASON, CONTAM_OF, CONTAM_DISTANCE))
+_GROUPED = "filter.grouped"
+_CODE = {reason: k + 1 for k, reason in enumerate(REASONS)}  # 0: no reason
+_CODE_ROWS = 1 << 18  # ids hashed per numpy pass in _id_codes: bounds its temporaries
 
 
 def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
-    """Recompute keep / reason / dup_of for every row from the stored columns (no image is read)."""
+    """Recompute keep / reason / dup_of for every row from the stored columns (no image is read), column
+    by column; write back only the rows whose decision changed."""
     table.ensure_columns(
         [c.field() for c in (DUP_OF, FILTER_KEEP, FILTER_REASON, CONTAM_OF, CONTAM_DISTANCE)]
     )
-    data = table.to_arrow([*_GLOBAL_READS, *_LAST_DECISION]).to_pydict()
-    n = len(data["id"])
-    reason: list[str | None] = [_row_reason(data, i, rules) for i in range(n)]
-    scored = [data["filter_status"][i] is not None for i in range(n)]
-    dup_of: list[str | None] = [None] * n
-    candidates = [i for i in range(n) if scored[i] and reason[i] is None and data["phash"][i] is not None]
+    with_dataset = rules.dedup_scope == "dataset" or rules.semantic_threshold is not None
+    names = [*_GLOBAL_READS, *_LAST_DECISION, *([DATASET.name] if with_dataset else [])]
+    read = table.to_arrow(names)
+    data = {name: read.column(name).combine_chunks() for name in names}
+    del read
+    n = len(data[ID.name])
+    code = _row_codes(data, rules)
+    scored = _mask(pc.is_valid(data[FILTER_STATUS.name]))
+    candidates = scored & (code == 0) & _mask(pc.is_valid(data[PHASH.name]))
     report = FilterReport(rows=n)
     # decided before near-duplicate groups: a contaminated image is never a group's kept member
-    contam = _contaminated(table, data, candidates, rules, reason, report)
-    candidates = [i for i in candidates if reason[i] is None]
-    grouped = None  # which rows this run leaves grouped, so the next run only adds the new ones
-    if rules.phash_distance > 0 and candidates:
-        grouped = _mark_duplicates(table, data, candidates, rules, dup_of, reason, "duplicate", report)
+    contam_of, contam_distance = _contaminated(table, data, candidates, rules, code, report)
+    candidates &= code == 0
+    twin = np.arange(n)  # every row's kept twin: itself unless it is a duplicate
+    grouped = None  # which rows this run leaves grouped, so the next run only searches the new ones
+    if rules.phash_distance > 0 and candidates.any():
+        grouped = _mark_duplicates(table, data, candidates, rules, twin, code, report)
     if rules.semantic_threshold is not None:
-        survivors = [i for i in candidates if reason[i] is None]
-        _semantic(table, data, survivors, rules, dup_of, reason, report)
-    keep: list[bool | None] = [
-        None if not scored[i] and reason[i] != "unreadable" else reason[i] is None for i in range(n)
-    ]
-    for i in range(n):
-        if keep[i] is None:
-            report.not_scored += 1
-        elif keep[i]:
-            report.kept += 1
-        else:
-            report.reasons[str(reason[i])] += 1
-    _write(table, data["id"], dup_of, keep, reason, contam)
-    table.set_metadata(_GROUPED, grouped)
+        _semantic(table, data, candidates & (code == 0), rules, twin, code, report)
+    unknown = ~scored & (code != _CODE["unreadable"])  # not scored yet: keep stays NULL
+    report.not_scored = int(np.count_nonzero(unknown))
+    report.kept = int(np.count_nonzero(~unknown & (code == 0)))
+    counts = np.bincount(code[~unknown], minlength=len(REASONS) + 1)
+    report.reasons = Counter({r: int(counts[k]) for r, k in _CODE.items() if counts[k]})
+    decided = {
+        DUP_OF.name: data[ID.name].take(pa.array(twin, mask=twin == np.arange(n))),
+        FILTER_KEEP.name: pa.array(code == 0, mask=unknown),
+        FILTER_REASON.name: pa.array([None, *REASONS], pa.string()).take(pa.array(code)),
+        CONTAM_OF.name: contam_of,
+        CONTAM_DISTANCE.name: contam_distance,
+    }
+    last = table.metadata().get(_GROUPED)
+    regrouped = last != _as_stored(grouped)
+    if regrouped and last:
+        table.set_metadata(_GROUPED, None)  # interrupted while writing: the next run regroups everything
+    _write_changes(table, data, decided)
+    if regrouped and grouped is not None:
+        table.set_metadata(_GROUPED, grouped)
     return report
+
+
+def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array (no NULLs) as numpy."""
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _numbers(values: pa.Array, fill: float, dtype: type) -> np.ndarray:
+    """A numeric Arrow array as numpy, NULLs replaced by `fill`."""
+    return np.asarray(pc.fill_null(values, fill).to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _row_codes(data: dict[str, pa.Array], rules: FilterRules) -> np.ndarray:
+    """Per row, the code (`_CODE`) of the first per-row rule it fails, or 0."""
+    unreadable = _mask(pc.fill_null(pc.not_equal(data[INGEST_STATUS.name], "ok"), True)) | _mask(
+        pc.fill_null(pc.starts_with(data[FILTER_STATUS.name], "error"), False)
+    )
+    w, h = _numbers(data[WIDTH.name], 0, np.int64), _numbers(data[HEIGHT.name], 0, np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aspect = w / h
+    bad_aspect = np.zeros(len(w), dtype=bool)
+    if rules.min_aspect is not None:
+        bad_aspect |= aspect < rules.min_aspect
+    if rules.max_aspect is not None:
+        bad_aspect |= aspect > rules.max_aspect
+    # float64 as Python compared them: a float32 comparison would round the threshold
+    nsfw = _numbers(data[NSFW_SCORE.name], -1.0, np.float64) > rules.nsfw_threshold
+    large = np.maximum(w, h) > rules.max_side if rules.max_side is not None else np.zeros(len(w), dtype=bool)
+    failed = [unreadable, np.minimum(w, h) < rules.min_side, large, bad_aspect, nsfw]
+    names = ["unreadable", "too_small", "too_large", "bad_aspect", "nsfw"]
+    return np.select(failed, [_CODE[r] for r in names], 0).astype(np.int8)
+
+
+class _Ids(Sequence[str]):
+    """Row ids read from an Arrow array one at a time: only the rows that need a Python string pay."""
+
+    def __init__(self, ids: pa.Array) -> None:
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return _Ids(self.ids[i])
+        return str(self.ids[int(i)].as_py())
+
+
+def _id_codes(ids: pa.Array) -> np.ndarray:
+    """A 64-bit code per id (equal ids, equal codes), from the Arrow buffers: no Python string per row."""
+    ids = ids.cast(pa.large_string())
+    offsets = np.frombuffer(ids.buffers()[1], np.int64)[ids.offset : ids.offset + len(ids) + 1]
+    data = ids.buffers()[2]
+    chars = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    out = np.empty(len(ids), dtype=np.uint64)
+    for a in range(0, len(ids), _CODE_ROWS):
+        off = offsets[a : a + _CODE_ROWS + 1]
+        sizes = np.diff(off)
+        power = np.cumprod(np.full(int(sizes.max(initial=0)) + 1, 1_099_511_628_211, dtype=np.uint64))
+        pos = np.arange(off[-1] - off[0]) - np.repeat(off[:-1] - off[0], sizes)
+        sums = np.concatenate([[np.uint64(0)], np.cumsum(chars[off[0] : off[-1]] * power[pos])])
+        out[a : a + len(sizes)] = (sums[off[1:] - off[0]] - sums[off[:-1] - off[0]]) ^ sizes.astype(np.uint64)
+    return out
+
+
+def _scope(data: dict[str, pa.Array], rules: FilterRules) -> np.ndarray | None:
+    """Int codes of every row's dedup scope (its dataset), or None when all rows share one scope."""
+    if rules.dedup_scope != "dataset":
+        return None
+    return _numbers(pc.dictionary_encode(pc.fill_null(data[DATASET.name], "")).indices, 0, np.int64)
 
 
 def _contaminated(
     table: Table,
-    data: dict[str, list[Any]],
-    rows: list[int],
+    data: dict[str, pa.Array],
+    candidates: np.ndarray,
     rules: FilterRules,
-    reason: list[str | None],
+    code: np.ndarray,
     report: FilterReport,
-) -> Matches:
-    """Mark rows matching an image of a remembered reference table (plus `rules.against`)."""
-    n = len(data["id"])
-    found = Matches([None] * n, [None] * n)
+) -> tuple[pa.Array, pa.Array]:
+    """Mark candidates matching an image of a remembered reference table (plus `rules.against`); return
+    every row's contam_of and contam_distance."""
+    n = len(code)
     refs = remember(table, rules.against)
     report.references = [r["name"] for r in refs]
-    if not refs or not rows:
-        return found
+    rows = np.flatnonzero(candidates)
+    if not refs or not rows.size:
+        return pa.nulls(n, pa.string()), pa.nulls(n, pa.int32())
     limit = rules.phash_distance if rules.against_distance is None else rules.against_distance
-    ids = [data["id"][i] for i in rows]
-    matches = find_matches(
-        table, refs, ids, [data["phash"][i] for i in rows], limit, rules.semantic_threshold
-    )
-    for k, i in enumerate(rows):
-        if matches.of[k] is not None:
-            reason[i] = "contaminated"
-            found.of[i], found.distance[i] = matches.of[k], matches.distance[k]
-    return found
-
-
-def _row_reason(data: dict[str, list[Any]], i: int, rules: FilterRules) -> str | None:
-    """The first per-row rule the row fails, or None."""
-    status = data["filter_status"][i]
-    if data["ingest_status"][i] != "ok" or (status is not None and status.startswith("error")):
-        return "unreadable"
-    w, h = data["width"][i], data["height"][i]
-    if min(w, h) < rules.min_side:
-        return "too_small"
-    if rules.max_side is not None and max(w, h) > rules.max_side:
-        return "too_large"
-    aspect = w / h
-    if (rules.min_aspect is not None and aspect < rules.min_aspect) or (
-        rules.max_aspect is not None and aspect > rules.max_aspect
-    ):
-        return "bad_aspect"
-    score = data["nsfw_score"][i]
-    if score is not None and score > rules.nsfw_threshold:
-        return "nsfw"
-    return None
+    ids = _Ids(data[ID.name].take(rows))
+    hashes = _numbers(data[PHASH.name], 0, np.int64)[rows]
+    matches = find_matches(table, refs, ids, hashes, limit, rules.semantic_threshold)
+    of = pa.array(matches.of, pa.string())
+    code[rows[_mask(pc.is_valid(of))]] = _CODE["contaminated"]
+    at = np.full(n, -1, dtype=np.int64)
+    at[rows] = np.arange(len(rows))
+    spread = pa.array(at, mask=at < 0)
+    return of.take(spread), pa.array(matches.distance, pa.int32()).take(spread)
 
 
 def _mark_duplicates(
     table: Table,
-    data: dict[str, list[Any]],
-    rows: list[int],
+    data: dict[str, pa.Array],
+    candidates: np.ndarray,
     rules: FilterRules,
-    dup_of: list[str | None],
-    reason: list[str | None],
-    label: str,
+    twin: np.ndarray,
+    code: np.ndarray,
     report: FilterReport,
 ) -> dict[str, Any]:
-    """Group `rows` by pHash; return what the next run needs to extend these groups."""
-    hashes = np.array([data["phash"][i] for i in rows], dtype=np.int64).view(np.uint64)
-    pixels = np.array([data["width"][i] * data["height"][i] for i in rows], dtype=np.int64)
-    ids = [data["id"][i] for i in rows]
-    scope = [data["dataset"][i] or "" for i in rows] if rules.dedup_scope == "dataset" else None
-    new, previous = _since_last_run(table, data, rows, rules, hashes, ids)
-    twins = dedup(hashes, pixels, ids, rules.phash_distance, scope_keys=scope, new=new, previous=previous)
-    _apply_twins(rows, twins, dup_of, reason, label, report)
-    return {"rules": _grouping_rules(rules), **fingerprint(hashes, ids)}
-
-
-# What the last global part decided, and the metadata key naming the rows it grouped.
-_LAST_DECISION = (DUP_OF.name, FILTER_KEEP.name, FILTER_REASON.name)
-_GROUPED = "filter.grouped"
+    """Group the candidates by pHash (searching only what changed since the last run when it can);
+    return what the next run needs to start from these groups."""
+    rows = np.flatnonzero(candidates)
+    hashes = _numbers(data[PHASH.name], 0, np.int64).view(np.uint64)
+    pixels = _numbers(data[WIDTH.name], 0, np.int64) * _numbers(data[HEIGHT.name], 0, np.int64)
+    codes = _id_codes(data[ID.name])
+    scope = _scope(data, rules)
+    since = _since_last_run(table, data, candidates, rules, hashes, pixels, codes, scope)
+    ids = _Ids(data[ID.name].take(rows))
+    local_scope = None if scope is None else scope[rows]
+    if since is None:
+        kept = kept_rows(hashes[rows], pixels[rows], ids, rules.phash_distance, local_scope)
+    elif since[0].any():
+        new, previous = since
+        kept = kept_rows(
+            hashes[rows], pixels[rows], ids, rules.phash_distance, local_scope, new=new, previous=previous
+        )
+    else:
+        kept = since[1]  # nothing joined: the stored groups, less the rows that left
+    twin[rows] = rows[kept]
+    dup = kept != np.arange(len(rows))
+    code[rows[dup]] = _CODE["duplicate"]
+    report.duplicate_groups += len(np.unique(kept[dup]))
+    return {"rules": _grouping_rules(rules), **fingerprint(hashes[rows], codes[rows])}
 
 
 def _grouping_rules(rules: FilterRules) -> Any:
-    """The rules that decide the pHash groups (as stored in JSON)."""
-    return json.loads(
-        json.dumps({k: v for k, v in asdict(rules).items() if k != "semantic_threshold"}, default=str)
-    )
+    """The rules that decide the pHash groups of a candidate set (as stored in JSON)."""
+    return {"phash_distance": rules.phash_distance, "dedup_scope": rules.dedup_scope}
+
+
+def _as_stored(value: Any) -> Any:
+    """`value` as `Table.metadata()` gives it back."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def _since_last_run(
-    table: Table, data: dict[str, list[Any]], rows: list[int], rules: FilterRules, hashes: Any, ids: list[str]
-) -> tuple[Any, list[str | None] | None]:
-    """(the rows not grouped by the last run, every row's pHash dup_of then) when the last run grouped
-    exactly the other rows under the same rules; (None, None) when the groups must be recomputed."""
+    table: Table,
+    data: dict[str, pa.Array],
+    candidates: np.ndarray,
+    rules: FilterRules,
+    hashes: np.ndarray,
+    pixels: np.ndarray,
+    codes: np.ndarray,
+    scope: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(which candidates the last run did not group, every candidate's kept row (as a candidate index)
+    in the groups of the others) when the stored decisions are those of the last grouping under the same
+    rules; None when all groups must be recomputed."""
     last = table.metadata().get(_GROUPED)
     if not last or last["rules"] != _grouping_rules(rules):
-        return None, None
-    stored = [(data["filter_keep"][i], data["filter_reason"][i]) for i in rows]
-    old = np.array(
-        [k is not None and r in (None, "duplicate", "semantic_duplicate") for k, r in stored], bool
+        return None
+    reason = data[FILTER_REASON.name]
+    duplicate = _mask(pc.fill_null(pc.equal(reason, "duplicate"), False))
+    # Over all rows, not only today's candidates: the rows the last run grouped
+    then = (
+        _mask(pc.is_valid(data[FILTER_KEEP.name]))
+        & (
+            _mask(pc.is_null(reason))
+            | duplicate
+            | _mask(pc.fill_null(pc.equal(reason, "semantic_duplicate"), False))
+        )
+        & _mask(pc.is_valid(data[PHASH.name]))
     )
-    rows_then = np.flatnonzero(old)
-    if fingerprint(hashes[rows_then], [ids[k] for k in rows_then]) != {k: last[k] for k in ("rows", "sum")}:
-        return None, None
-    previous = [data["dup_of"][i] if r == "duplicate" else None for i, (_, r) in zip(rows, stored)]
-    return ~old, previous
-
-
-def _apply_twins(
-    rows: list[int],
-    twins: list[str | None],
-    dup_of: list[str | None],
-    reason: list[str | None],
-    label: str,
-    report: FilterReport,
-) -> None:
-    kept_ids = set()
-    for i, twin in zip(rows, twins):
-        if twin is not None:
-            dup_of[i] = twin
-            reason[i] = label
-            kept_ids.add(twin)
-    report.duplicate_groups += len(kept_ids)
+    grouped = np.flatnonzero(then)
+    if fingerprint(hashes[grouped], codes[grouped]) != {k: last[k] for k in ("rows", "sum")}:
+        return None
+    n = len(then)
+    group = np.arange(n)  # each row's kept row then (a pHash duplicate's dup_of, else itself)
+    dups = np.flatnonzero(then & duplicate)
+    at = pc.index_in(data[DUP_OF.name].take(dups), value_set=data[ID.name])
+    if at.null_count:
+        return None
+    group[dups] = _numbers(at, 0, np.int64)
+    # Groups are connected components: rows that left the candidates (newly contaminated, too small, ...)
+    # can only split the groups they were in, so only what remains of those is searched again.
+    broken = then & candidates & np.isin(group, group[then & ~candidates])
+    if broken.any():
+        part = np.flatnonzero(broken)
+        labels = group_labels(hashes[part], rules.phash_distance, None if scope is None else scope[part])
+        group[part] = part[choose_kept(labels, pixels[part], _Ids(data[ID.name].take(part)))]
+    rows = np.flatnonzero(candidates)
+    local = np.full(n, -1, dtype=np.int64)
+    local[rows] = np.arange(len(rows))
+    new = ~then[rows]
+    return new, np.where(new, np.arange(len(rows)), local[group[rows]])
 
 
 def _semantic(
     table: Table,
-    data: dict[str, list[Any]],
-    rows: list[int],
+    data: dict[str, pa.Array],
+    survivors: np.ndarray,
     rules: FilterRules,
-    dup_of: list[str | None],
-    reason: list[str | None],
+    twin: np.ndarray,
+    code: np.ndarray,
     report: FilterReport,
 ) -> None:
     from vlcli.steps.filter.semantic import semantic_twins
@@ -347,30 +448,33 @@ def _semantic(
     if EMBEDDING.name not in table.schema.names:
         raise UsageError("--semantic-threshold needs the embedding column: run `vl crop TABLE` first")
     assert rules.semantic_threshold is not None
-    twins = semantic_twins(table, data, rows, rules.semantic_threshold, rules.dedup_scope == "dataset")
-    _apply_twins(rows, twins, dup_of, reason, "semantic_duplicate", report)
-
-
-def _write(
-    table: Table,
-    ids: list[str],
-    dup_of: list[str | None],
-    keep: list[bool | None],
-    reason: list[str | None],
-    contam: Matches,
-) -> None:
-    table.write_back(
-        pa.table(
-            {
-                "id": ids,
-                DUP_OF.name: pa.array(dup_of, pa.string()),
-                FILTER_KEEP.name: pa.array(keep, pa.bool_()),
-                FILTER_REASON.name: pa.array(reason, pa.string()),
-                CONTAM_OF.name: pa.array(contam.of, pa.string()),
-                CONTAM_DISTANCE.name: pa.array(contam.distance, pa.int32()),
-            }
-        )
+    rows = np.flatnonzero(survivors)
+    names = (ID.name, DATASET.name, WIDTH.name, HEIGHT.name)
+    subset = {name: data[name].take(rows).to_pylist() for name in names}
+    twins = semantic_twins(
+        table, subset, list(range(len(rows))), rules.semantic_threshold, rules.dedup_scope == "dataset"
     )
+    row_of = {subset[ID.name][k]: int(rows[k]) for k, t in enumerate(twins) if t is None}
+    marked = [(int(rows[k]), row_of[t]) for k, t in enumerate(twins) if t is not None]
+    for row, kept in marked:
+        twin[row] = kept
+        code[row] = _CODE["semantic_duplicate"]
+    report.duplicate_groups += len({kept for _, kept in marked})
+
+
+def _write_changes(table: Table, data: dict[str, pa.Array], decided: dict[str, pa.Array]) -> None:
+    """Write back the rows where any of `decided` differs from what is stored."""
+    changed = np.zeros(len(data[ID.name]), dtype=bool)
+    for name, values in decided.items():
+        stored = data[name]
+        same = pc.fill_null(pc.equal(values, stored), False)
+        both_null = pc.and_(pc.is_null(values), pc.is_null(stored))
+        changed |= ~(_mask(same) | _mask(both_null))
+    rows = pa.array(np.flatnonzero(changed))
+    if len(rows):
+        table.write_back(
+            pa.table({ID.name: data[ID.name].take(rows), **{k: v.take(rows) for k, v in decided.items()}})
+        )
 
 
 def run_filter(
