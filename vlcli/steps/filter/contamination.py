@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from vlcli.errors import UsageError
 from vlcli.images import decode, decode_budget
@@ -213,11 +214,11 @@ def embedding_matches(
 
 @dataclass
 class Matches:
-    """Per candidate row: the matched reference image ("<name>:<id>") and the pHash distance (None for
-    an embedding-only match)."""
+    """Per candidate row: the matched reference image ("<name>:<id>", NULL for none) and the pHash
+    distance (NULL for none or an embedding-only match), as Arrow arrays: no Python object per row."""
 
-    of: list[str | None]
-    distance: list[int | None]
+    of: pa.Array
+    distance: pa.Array
 
 
 @dataclass
@@ -268,19 +269,22 @@ def find_matches(
     distance < `max_distance`, else (with a threshold) by embedding cosine >= it."""
     loaded = _load(refs, semantic_threshold is not None)
     index, distance = cross_matches(hashes, loaded.hashes, max_distance)
-    of: list[str | None] = [loaded.owner[j] if j >= 0 else None for j in index.tolist()]
-    dist: list[int | None] = [d if d >= 0 else None for d in distance.tolist()]
     if semantic_threshold is not None and loaded.vectors is not None:
-        _match_embeddings(table, ids, of, loaded, semantic_threshold)
-    return Matches(of, dist)
+        _match_embeddings(table, ids, index, loaded, semantic_threshold)
+    owners = pa.array(loaded.owner + loaded.vector_owner, pa.string())
+    return Matches(
+        owners.take(pa.array(index, mask=index < 0)), pa.array(distance, pa.int32(), mask=distance < 0)
+    )
 
 
 def _match_embeddings(
-    table: Table, ids: Sequence[str], of: list[str | None], loaded: _References, threshold: float
+    table: Table, ids: Sequence[str], index: np.ndarray, loaded: _References, threshold: float
 ) -> None:
+    """Point `index` at the closest reference embedding (after the hashes: `loaded.vector_owner`) for
+    rows no hash matched."""
     if EMBEDDING.name not in table.schema.names:
         raise UsageError("--semantic-threshold needs the embedding column: run `vl crop TABLE` first")
-    wanted = {row_id: k for k, row_id in enumerate(ids) if of[k] is None}
+    wanted = {ids[int(k)]: int(k) for k in np.flatnonzero(index < 0)}
     rows, vectors = [], []
     for batch in table.scan([ID.name, EMBEDDING.name], "embedding IS NOT NULL"):
         for row_id, vector in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
@@ -288,9 +292,8 @@ def _match_embeddings(
                 rows.append(wanted[row_id])
                 vectors.append(vector)
     assert loaded.vectors is not None
-    index, _ = embedding_matches(
+    near, _ = embedding_matches(
         np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1), loaded.vectors, threshold
     )
-    for k, j in zip(rows, index.tolist()):
-        if j >= 0:
-            of[k] = loaded.vector_owner[j]
+    (found,) = np.nonzero(near >= 0)
+    index[np.asarray(rows, dtype=np.int64)[found]] = len(loaded.owner) + near[found]

@@ -329,12 +329,11 @@ def _contaminated(
     ids = _Ids(data[ID.name].take(rows))
     hashes = _numbers(data[PHASH.name], 0, np.int64)[rows]
     matches = find_matches(table, refs, ids, hashes, limit, rules.semantic_threshold)
-    of = pa.array(matches.of, pa.string())
-    code[rows[_mask(pc.is_valid(of))]] = _CODE["contaminated"]
+    code[rows[_mask(pc.is_valid(matches.of))]] = _CODE["contaminated"]
     at = np.full(n, -1, dtype=np.int64)
     at[rows] = np.arange(len(rows))
     spread = pa.array(at, mask=at < 0)
-    return of.take(spread), pa.array(matches.distance, pa.int32()).take(spread)
+    return matches.of.take(spread), matches.distance.take(spread)
 
 
 def _mark_duplicates(
