@@ -14,9 +14,9 @@ from conftest import table_rows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from test_filter_rules import record_searches
 
 from vlcli.demo import samples
-from vlcli.steps.filter import step as filter_step
 from vlcli.steps.filter.dedup import (
     as_uint64,
     choose_blocks,
@@ -25,7 +25,6 @@ from vlcli.steps.filter.dedup import (
     duplicate_groups,
     fingerprint,
     iter_near_duplicate_pairs,
-    kept_rows,
     near_duplicate_pairs,
 )
 from vlcli.steps.filter.phash import phash_bytes, to_int64
@@ -397,14 +396,7 @@ def test_filter_after_an_ingest_searches_only_the_new_rows(
         new[j] = (a & np.uint64(0xFFFF_FFFF_0000_0000)) | (b & np.uint64(0xFFFF_FFFF))
         new[j + 1] = old[rng.integers(80)] ^ np.uint64(1 << int(rng.integers(64)))
     rules = FilterRules(min_side=0, dedup_scope=scope)
-    calls: list[int | None] = []
-
-    def spy(*args: object, **kwargs: object) -> np.ndarray:
-        mask = kwargs.get("new")
-        calls.append(None if mask is None else int(np.count_nonzero(mask)))
-        return kept_rows(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(filter_step, "kept_rows", spy)
+    calls = record_searches(monkeypatch)
     table = _scored_table(tmp_path / "a.lance", old, seed=1)
     apply_rules(table, rules)
     _scored_table(tmp_path / "a.lance", new, seed=2, table=table)

@@ -54,6 +54,19 @@ def reference(path: Path, hashes: list[int]) -> str:
     return ref.path
 
 
+def record_searches(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """Spy on the filter's group search: per call, how many rows were new (None: all searched)."""
+    calls: list[int | None] = []
+
+    def spy(*args: object, **kwargs: object) -> np.ndarray:
+        mask = kwargs.get("new")
+        calls.append(None if mask is None else int(np.count_nonzero(mask)))
+        return kept_rows(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(filter_step, "kept_rows", spy)
+    return calls
+
+
 def groups_and_singles() -> tuple[list[Row], list[Row], dict[str, int]]:
     """Group 1: a - b - c chained through b (a and c 8 bits apart), b kept (the most pixels); group 2: x
     kept, y and z copies of it; 40 random rows. Then new rows: w near c, and a random one."""
@@ -76,14 +89,7 @@ def test_rows_leaving_the_candidates_regroup_only_their_groups(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, scope: str
 ) -> None:
     old, new, h = groups_and_singles()
-    calls: list[int | None] = []
-
-    def spy(*args: object, **kwargs: object) -> np.ndarray:
-        mask = kwargs.get("new")
-        calls.append(None if mask is None else int(np.count_nonzero(mask)))
-        return kept_rows(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(filter_step, "kept_rows", spy)
+    calls = record_searches(monkeypatch)
     first = FilterRules(min_side=0, dedup_scope=scope)
     final = {  # each removes the bridge b (group 1's kept member too) or a plain member (y)
         "against": FilterRules(
