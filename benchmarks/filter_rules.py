@@ -10,7 +10,8 @@ px (some rows too small), NSFW scores, filter_status 'ok'. Then, in order:
 - a threshold change: --min-side alternately 300 and 256 (median of --repeat runs);
 - an evaluation set added (--against): a reference table holding the hashes of 50 kept group members.
 Each line prints the median seconds, the peak RSS of that stage alone (Linux: VmHWM reset through
-/proc/self/clear_refs) and the table versions it committed.
+/proc/self/clear_refs), how far above the stage's starting RSS that peak is, and the table versions it
+committed.
 """
 
 from __future__ import annotations
@@ -99,16 +100,19 @@ def _reset_peak() -> None:
         f.write("5")
 
 
-def _peak_mb() -> float:
+def _status_mb(field: str) -> float:
+    """VmHWM (peak RSS since the last reset) or VmRSS, in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
 def stage(table: Table, label: str, runs: list[Callable[[], object]]) -> None:
-    """Time each of `runs`; print the median, the stage's peak RSS and the versions committed."""
+    """Time each of `runs`; print the median, the stage's peak RSS (and above the RSS it started at) and
+    the versions committed."""
     _reset_peak()
+    start_mb = _status_mb("VmRSS")
     version = table.version
     times = []
     for run in runs:
@@ -117,7 +121,8 @@ def stage(table: Table, label: str, runs: list[Callable[[], object]]) -> None:
         times.append(time.perf_counter() - start)
     table.refresh()
     print(
-        f"{label:<34s}{statistics.median(times):10.2f}{_peak_mb():10.0f}{table.version - version:10d}  "
+        f"{label:<34s}{statistics.median(times):10.2f}{_status_mb('VmHWM'):10.0f}"
+        f"{_status_mb('VmHWM') - start_mb:+10.0f}{table.version - version:10d}  "
         + ", ".join(f"{t:.2f}" for t in times)
     )
 
@@ -132,7 +137,7 @@ def main() -> None:
         start = time.perf_counter()
         table = build(Path(tmp) / "t.lance", args.n)
         print(f"{args.n:,} rows built in {time.perf_counter() - start:.1f} s; cpus {os.cpu_count()}")
-        print(f"{'apply_rules':<34s}{'median s':>10s}{'peak MB':>10s}{'versions':>10s}  runs")
+        print(f"{'apply_rules':<34s}{'median s':>10s}{'peak MB':>10s}{'growth':>10s}{'versions':>10s}  runs")
         base = FilterRules()
         stage(table, "first run", [lambda: apply_rules(table, base)])
         stage(table, "rerun, nothing changed", [lambda: apply_rules(table, base)] * args.repeat)

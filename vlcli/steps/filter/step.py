@@ -194,12 +194,15 @@ def apply_rules(table: Table, rules: FilterRules) -> FilterReport:
     )
     with_dataset = rules.dedup_scope == "dataset" or rules.semantic_threshold is not None
     names = [*_GLOBAL_READS, *_LAST_DECISION, *([DATASET.name] if with_dataset else [])]
-    read = table.to_arrow(names)
-    data = {name: read.column(name).combine_chunks() for name in names}
-    del read
+    read, data = table.to_arrow(names), {}
+    for name in names:  # one column at a time: the scanned batches go as their column is combined
+        data[name] = read.column(name).combine_chunks()
+        read = read.drop_columns([name])
     n = len(data[ID.name])
     code = _row_codes(data, rules)
     scored = _mask(pc.is_valid(data[FILTER_STATUS.name]))
+    for name in (INGEST_STATUS.name, FILTER_STATUS.name, NSFW_SCORE.name):
+        del data[name]  # used up: at 100M rows each is hundreds of MB
     candidates = scored & (code == 0) & _mask(pc.is_valid(data[PHASH.name]))
     report = FilterReport(rows=n)
     # decided before near-duplicate groups: a contaminated image is never a group's kept member
@@ -265,13 +268,14 @@ def _row_codes(data: dict[str, pa.Array], rules: FilterRules) -> np.ndarray:
 
 
 class _Ids(Sequence[str]):
-    """Row ids read from an Arrow array one at a time: only the rows that need a Python string pay."""
+    """The ids of `rows` of an Arrow array, read one at a time: only the rows that need a Python string
+    pay for one."""
 
-    def __init__(self, ids: pa.Array) -> None:
-        self.ids = ids
+    def __init__(self, ids: pa.Array, rows: np.ndarray) -> None:
+        self.ids, self.rows = ids, rows
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.rows)
 
     @overload
     def __getitem__(self, i: int) -> str: ...
@@ -281,19 +285,21 @@ class _Ids(Sequence[str]):
 
     def __getitem__(self, i: int | slice) -> str | Sequence[str]:
         if isinstance(i, slice):
-            return _Ids(self.ids[i])
-        return str(self.ids[int(i)].as_py())
+            return _Ids(self.ids, self.rows[i])
+        return str(self.ids[int(self.rows[int(i)])].as_py())
 
 
 def _id_codes(ids: pa.Array) -> np.ndarray:
     """A 64-bit code per id (equal ids, equal codes), from the Arrow buffers: no Python string per row."""
-    ids = ids.cast(pa.large_string())
-    offsets = np.frombuffer(ids.buffers()[1], np.int64)[ids.offset : ids.offset + len(ids) + 1]
+    if not pa.types.is_string(ids.type):
+        ids = ids.cast(pa.large_string())
+    wide = pa.types.is_large_string(ids.type)
+    offsets = np.frombuffer(ids.buffers()[1], np.int64 if wide else np.int32)[ids.offset :][: len(ids) + 1]
     data = ids.buffers()[2]
     chars = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
     out = np.empty(len(ids), dtype=np.uint64)
     for a in range(0, len(ids), _CODE_ROWS):
-        off = offsets[a : a + _CODE_ROWS + 1]
+        off = offsets[a : a + _CODE_ROWS + 1].astype(np.int64)
         sizes = np.diff(off)
         power = np.cumprod(np.full(int(sizes.max(initial=0)) + 1, 1_099_511_628_211, dtype=np.uint64))
         pos = np.arange(off[-1] - off[0]) - np.repeat(off[:-1] - off[0], sizes)
@@ -326,7 +332,7 @@ def _contaminated(
     if not refs or not rows.size:
         return pa.nulls(n, pa.string()), pa.nulls(n, pa.int32())
     limit = rules.phash_distance if rules.against_distance is None else rules.against_distance
-    ids = _Ids(data[ID.name].take(rows))
+    ids = _Ids(data[ID.name], rows)
     hashes = _numbers(data[PHASH.name], 0, np.int64)[rows]
     matches = find_matches(table, refs, ids, hashes, limit, rules.semantic_threshold)
     code[rows[_mask(pc.is_valid(matches.of))]] = _CODE["contaminated"]
@@ -353,7 +359,7 @@ def _mark_duplicates(
     codes = _id_codes(data[ID.name])
     scope = _scope(data, rules)
     since = _since_last_run(table, data, candidates, rules, hashes, pixels, codes, scope)
-    ids = _Ids(data[ID.name].take(rows))
+    ids = _Ids(data[ID.name], rows)
     local_scope = None if scope is None else scope[rows]
     if since is None:
         kept = kept_rows(hashes[rows], pixels[rows], ids, rules.phash_distance, local_scope)
@@ -425,7 +431,7 @@ def _since_last_run(
     if broken.any():
         part = np.flatnonzero(broken)
         labels = group_labels(hashes[part], rules.phash_distance, None if scope is None else scope[part])
-        group[part] = part[choose_kept(labels, pixels[part], _Ids(data[ID.name].take(part)))]
+        group[part] = part[choose_kept(labels, pixels[part], _Ids(data[ID.name], part))]
     rows = np.flatnonzero(candidates)
     local = np.full(n, -1, dtype=np.int64)
     local[rows] = np.arange(len(rows))
