@@ -163,3 +163,39 @@ def test_id_codes_depend_only_on_the_ids() -> None:
     assert codes[0] == codes[3] and len(set(codes.tolist())) == 6
     assert _id_codes(ids[2:]).tolist() == codes[2:].tolist()  # a slice reads its own offsets
     assert _id_codes(ids.cast(pa.large_string())).tolist() == codes.tolist()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_any_sequence_of_rule_changes_ends_as_a_full_recompute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 2**63, size=6)
+    flips = [
+        sum(1 << int(b) for b in rng.choice(64, size=int(rng.integers(0, 6)), replace=False))
+        for _ in range(60)
+    ]
+    hashes = [int(centres[k % 6]) ^ f for k, f in enumerate(flips)]  # chains of copies around six centres
+    sides = rng.choice([200, 400, 600, 900], size=(60, 2))
+    rows: list[Row] = [(f"r{k:02d}", h, *map(int, sides[k]), "ab"[k % 2]) for k, h in enumerate(hashes)]
+    table = Table.create(tmp_path / "t.lance", SCHEMA)
+    add_rows(table, rows[:40])
+    ref = reference(tmp_path / "e.lance", [hashes[k] for k in rng.choice(60, size=4, replace=False)])
+    calls = record_searches(monkeypatch)
+    for step in range(6):
+        if step == 3:
+            add_rows(table, rows[40:])
+        scope = str(rng.choice(["all", "dataset"])) if step == 5 else "all"
+        rules = FilterRules(
+            min_side=int(rng.choice([0, 300, 500, 700])),
+            dedup_scope=scope,
+            against=(ref,) if step >= 2 else (),
+            against_distance=2,
+        )
+        searched = len(calls)
+        apply_rules(table, rules)
+        assert step == 0 or scope == "dataset" or None not in calls[searched:]  # never all again
+        full = Table.create(tmp_path / f"full{step}.lance", SCHEMA)
+        add_rows(full, rows[: 60 if step >= 3 else 40])
+        apply_rules(full, rules)
+        assert decisions(table) == decisions(full), step
