@@ -94,6 +94,15 @@ def test_pairs_equal_brute_force_where_banding_is_chosen() -> None:
     assert np.array_equal(near_duplicate_pairs(hashes, 8), brute_pairs(hashes, 8))
 
 
+def test_pairs_in_groups_longer_than_the_compiled_scan_takes() -> None:
+    # 1500 hashes differing only in their low 12 bits share every key built from higher blocks: a group
+    # beyond the compiled scan's limit, compared in numpy blocks; the other rows stay in the compiled scan.
+    rng = np.random.default_rng(11)
+    low = rng.choice(4096, size=1500, replace=False).astype(np.uint64)
+    hashes = np.concatenate([np.uint64(0x5A5A_0000_0000_0000) | low, planted(11, 800, 9)])
+    assert np.array_equal(near_duplicate_pairs(hashes, 8, blocks=10), brute_pairs(hashes, 8))
+
+
 def test_pairs_int64_storage_and_edge_distances() -> None:
     h = np.array([0, 1, 3, 2**64 - 1, 2**64 - 1], dtype=np.uint64)
     stored = np.array([to_int64(int(v)) for v in h], dtype=np.int64)

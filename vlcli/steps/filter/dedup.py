@@ -10,18 +10,19 @@ gives exactly the pairs a brute-force comparison gives, without comparing every 
   are compared (popcount of the xor). Every pair within D is therefore a candidate under at least one
   key; a pair is reported only under the first key it agrees on, so it is reported once.
 * Grouping is a least-significant-digit radix sort: one stable sort per block along the walk over the
-  subsets, sharing the sorts of common prefixes, so a key costs about one 8-bit radix pass.
-* Within a group, hashes are compared by offset (neighbours 1, 2, … apart in sorted order); groups larger
-  than `_BIG_RUN` are compared in row blocks of at most `_CHUNK` cells, so memory stays O(n + _CHUNK)
-  whatever the data.
+  subsets, sharing the sorts of common prefixes, so a key costs about one radix pass (a compiled
+  counting scatter of the hashes, `banded.sort_by_bits`).
+* Within a group, a compiled loop (`banded.run_pairs`) compares every pair by popcount; groups larger than
+  `_INLINE_RUN` are compared in numpy row blocks of at most `_CHUNK` cells, so memory stays
+  O(n + _CHUNK) whatever the data.
 * `b` comes from a small cost model (sort passes, groups scanned, expected candidates on uniform hashes,
   or a blocked full scan for small inputs); `blocks=` overrides it (0: the full scan), for tests. For
   n = 1,000,000 and D = 7 it picks b = 10: 120 keys of 18-21 bits, 164 radix passes and ~1e8 candidate
-  comparisons (about 4 s on one busy core, benchmarks/dedup.py).
+  comparisons (about 2 s on one core, benchmarks/dedup.py); for 100M, b = 11 (330 keys, 494 passes).
 
 * The walk over the keys is split into subtrees (by first block) run on `workers` threads (2 by default):
-  numpy's sorts, gathers and ufuncs release the GIL, and pairs reach the caller through a bounded queue.
-* When only groups are wanted (`dedup`, `group_labels`), groups of more than _BIG_RUN hashes under one key
+  the compiled loops and numpy release the GIL, and pairs reach the caller through a bounded queue.
+* When only groups are wanted (`dedup`, `group_labels`), groups of more than _INLINE_RUN hashes under one key
   are connected component by component (`_connect_run`): pairs inside one component are never compared,
   so a cluster of near-identical hashes costs O(m) per key instead of O(m²).
 * Incremental: `dedup(new=, previous=)` extends groups of already grouped rows with new ones, searching
@@ -30,7 +31,7 @@ gives exactly the pairs a brute-force comparison gives, without comparing every 
 
 Time is O(P·n + C + output) where P is the number of radix passes (fixed by b and D) and C the number of
 candidates: about keys·n²/2^(key bits) on hashes spread like random ones. Memory is
-O(n + workers·_CHUNK) for the search and for `dedup` / `group_labels` / `duplicate_groups` (which stream
+O(n + workers·(_CHUNK + _INLINE_RUN²)) for the search and for `dedup` / `group_labels` / `duplicate_groups` (which stream
 pairs into a union-find); only the pair list itself, from `near_duplicate_pairs`, is as large as the answer.
 """
 
@@ -51,14 +52,15 @@ import numpy as np
 BITS = 64
 _MASK = (1 << BITS) - 1
 _CHUNK = 1 << 18  # cells per blocked comparison (xor matrix), pairs per union-find round: bounds memory
-_BIG_RUN = 64  # groups larger than this are compared in blocks (or, for groups only, by components)
+_BIG_RUN = 64  # numpy's offset scan compares groups larger than this in blocks
+_INLINE_RUN = 1024  # the compiled scan leaves groups larger than this to blocks (or, for groups, components)
 _SPARSE = 4  # compare by gathered positions once fewer than 1 in _SPARSE positions are left
 _THREADED = 50_000  # fewer distinct hashes than this are searched on one thread (threads cost more)
 _MAX_PASSES = 20_000  # b values needing more radix passes than this are not considered
-# Cost model, in nanoseconds, measured on one x86 core with numpy 2 (only the ratios matter).
-_NS_PASS = 12.0  # one stable radix pass + gather, per hash
-_NS_SCAN = 3.0  # masking and scanning one key's sorted order, per hash
-_NS_CANDIDATE = 4.0  # one candidate comparison inside a group
+# Cost model, in nanoseconds, measured on one x86 core at 20M hashes (only the ratios matter).
+_NS_PASS = 8.0  # one compiled radix pass (count, then scatter the hashes), per hash
+_NS_SCAN = 2.5  # finding one key's groups in its sorted order, per hash
+_NS_CANDIDATE = 2.0  # one candidate comparison inside a group (compiled popcount)
 _NS_PAIR = 3.0  # one comparison in the blocked full scan
 
 IntArray = np.ndarray
@@ -166,23 +168,13 @@ def _block_scan(
             yield p[keep].astype(np.int64), q[keep].astype(np.int64)
 
 
-def _run_pairs(
-    key: np.ndarray, hs: np.ndarray, d: int, big: list[tuple[int, int]] | None = None
-) -> Iterator[tuple[IntArray, IntArray]]:
-    """Positions (p, q), p < q, with equal `key` (sorted ascending) and hashes within `d`; with `big`,
-    groups longer than _BIG_RUN are left out and their (start, end) appended to `big` instead."""
+def _run_pairs(key: np.ndarray, hs: np.ndarray, d: int) -> Iterator[tuple[IntArray, IntArray]]:
+    """Positions (p, q), p < q, with equal `key` (sorted ascending) and hashes within `d`."""
     n = len(key)
     if n < 2:
         return
     step = key[1:] == key[:-1]  # step[p]: p and p + 1 are in one group
     limit = _BIG_RUN
-    if big is not None and n > limit:
-        far = np.flatnonzero(key[:-limit] == key[limit:])
-        if far.size:
-            runs = np.unique(key[far])
-            for lo, hi in zip(np.searchsorted(key, runs, "left"), np.searchsorted(key, runs, "right")):
-                big.append((int(lo), int(hi)))
-                step[lo : hi - 1] = False
     apart = step  # apart[p]: p and p + k are in one group (groups are contiguous)
     active: IntArray | None = None  # the positions of apart, once few are left
     for k in range(1, limit + 1):
@@ -249,16 +241,6 @@ def _connect_run(
         todo = todo[~np.isin(todo, rows)]
 
 
-def _stable_sort_by_block(hs: np.ndarray, low: int, width: int) -> np.ndarray:
-    """`hs` stably reordered by the bits [low, low + width), in 16-bit radix passes."""
-    for lo in range(low, low + width, 16):
-        w = min(16, low + width - lo)
-        digit: np.ndarray = (hs >> np.uint64(lo)).astype(np.uint8 if w <= 8 else np.uint16)
-        digit &= (1 << w) - 1  # 8 or 16-bit digits: numpy's stable sort is a radix sort there
-        hs = hs[np.argsort(digit, kind="stable")]
-    return hs
-
-
 def _first_key(xor: np.ndarray, key: tuple[int, ...], masks: Sequence[np.uint64]) -> np.ndarray:
     """Whether `key` is the first s-subset of blocks these pairs agree on (so they are reported once)."""
     first = np.ones(len(xor), dtype=bool)
@@ -271,6 +253,12 @@ def _first_key(xor: np.ndarray, key: tuple[int, ...], masks: Sequence[np.uint64]
 RootsOf = Callable[[IntArray], IntArray]
 
 
+def _as_indices(u: np.ndarray, x: np.ndarray, y: np.ndarray) -> IntArray:
+    """Pairs of hashes as (i < j) index pairs into the sorted distinct hashes `u`."""
+    i, j = np.searchsorted(u, x), np.searchsorted(u, y)
+    return np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1).astype(np.int64)
+
+
 def default_workers() -> int:
     """Threads for the search: the usable cores, at most 2 (each thread holds a few sorted copies)."""
     return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
@@ -281,6 +269,8 @@ def _banded_pairs(
 ) -> Iterator[IntArray]:
     """Index pairs (i < j) into sorted distinct hashes `u` within distance `d`, via `b` blocks: each pair
     once; or, with `roots_of` (current union-find roots of indices), only enough pairs for the groups."""
+    from vlcli.steps.filter.banded import run_pairs, sort_by_bits  # numba: compiled on first use
+
     bounds = _block_bounds(b)
     masks = [np.uint64(((1 << w) - 1) << lo) for lo, w in bounds]
     s = b - d
@@ -289,31 +279,33 @@ def _banded_pairs(
         mask = np.uint64(0)
         for block in key:
             mask |= masks[block]
-        big: list[tuple[int, int]] | None = None if roots_of is None else []
-        for p, q in _run_pairs(ht & mask, ht, d, big):
-            x, y = ht[p], ht[q]
-            once = _first_key(x ^ y, key, masks)  # big runs aside, every pair is seen under its first key
-            x, y = x[once], y[once]
-            if x.size:
-                i, j = np.searchsorted(u, x), np.searchsorted(u, y)
-                yield np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1).astype(np.int64)
-        for lo, hi in big or ():
-            index = np.searchsorted(u, ht[lo:hi])
-            assert roots_of is not None
-            for i, j in _connect_run(ht[lo:hi], index, roots_of(index), d):
-                yield np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1).astype(np.int64)
+        earlier = np.array([masks[t] for t in range(key[-1]) if t not in key], dtype=np.uint64)
+        for found, big in run_pairs(ht, mask, earlier, d, _INLINE_RUN, _CHUNK):
+            if len(found):
+                yield _as_indices(u, ht[found[:, 0]], ht[found[:, 1]])
+            for lo, hi in big.tolist():
+                if roots_of is None:  # every pair, each under its first key, in bounded blocks
+                    for p, q in _block_scan(ht, lo, hi, d, 0):
+                        x, y = ht[p], ht[q]
+                        once = _first_key(x ^ y, key, masks)
+                        if once.any():
+                            yield _as_indices(u, x[once], y[once])
+                else:  # only enough pairs to connect the groups
+                    index = np.searchsorted(u, ht[lo:hi])
+                    for i, j in _connect_run(ht[lo:hi], index, roots_of(index), d):
+                        yield np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1).astype(np.int64)
 
     def walk(hs: np.ndarray, first: int, chosen: tuple[int, ...]) -> Iterator[IntArray]:
         if len(chosen) == s:
             yield from scan(hs, chosen)
             return
         for t in range(first, b - (s - len(chosen)) + 1):
-            yield from walk(_stable_sort_by_block(hs, *bounds[t]), t + 1, (*chosen, t))
+            yield from walk(sort_by_bits(hs, *bounds[t]), t + 1, (*chosen, t))
 
     def subtree(prefix: tuple[int, ...]) -> Iterator[IntArray]:
         hs = u
         for t in prefix:
-            hs = _stable_sort_by_block(hs, *bounds[t])
+            hs = sort_by_bits(hs, *bounds[t])
         yield from walk(hs, prefix[-1] + 1, prefix)
 
     # The keys are independent: split the walk into subtrees by their first block (by their first two

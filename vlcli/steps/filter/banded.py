@@ -1,0 +1,118 @@
+"""Compiled inner loops of the banded near-duplicate search (numba, compiled on first use and cached).
+
+At 100 million hashes the search is ~500 radix passes and ~1e11 candidate comparisons. In numpy a
+radix pass is an argsort of the digits (writing 8-byte indices) plus a gather, and a comparison costs
+several passes over boolean arrays; here a pass is one counting scatter of the hashes themselves and a
+comparison is one popcount, several times less memory traffic. Both release the GIL, so the walk's
+threads run them in parallel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+IntArray = np.ndarray
+_DIGIT = 11  # bits per radix pass: 2048 buckets keep the scatter's write streams in cache
+
+
+@intrinsic  # type: ignore[misc]
+def _popcount(typingctx: Any, x: Any) -> Any:
+    """The number of set bits of a uint64 (one popcnt instruction where the CPU has it)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.ctpop(args[0])
+
+    return types.uint64(types.uint64), codegen
+
+
+@njit(nogil=True, cache=True)  # type: ignore[misc]
+def _radix_pass(src: np.ndarray, dst: np.ndarray, shift: int, width: int) -> None:  # pragma: no cover
+    buckets = 1 << width
+    mask = np.uint64(buckets - 1)
+    sh = np.uint64(shift)
+    start = np.zeros(buckets, np.int64)
+    for v in src:
+        start[(v >> sh) & mask] += 1
+    total = 0
+    for k in range(buckets):
+        c = start[k]
+        start[k] = total
+        total += c
+    for v in src:
+        k = (v >> sh) & mask
+        dst[start[k]] = v
+        start[k] += 1
+
+
+def sort_by_bits(hs: np.ndarray, low: int, width: int) -> np.ndarray:
+    """`hs` (uint64) stably reordered by its bits [low, low + width), as a new array."""
+    src, dst = hs, np.empty_like(hs)
+    for lo in range(low, low + width, _DIGIT):
+        _radix_pass(src, dst, lo, min(_DIGIT, low + width - lo))
+        src, dst = dst, (np.empty_like(hs) if src is hs else src)
+    return src
+
+
+@njit(nogil=True, cache=True)  # type: ignore[misc]
+def _scan_runs(
+    ht: np.ndarray,
+    mask: np.uint64,
+    earlier: np.ndarray,
+    d: int,
+    start: int,
+    big_limit: int,
+    out: np.ndarray,
+    big: np.ndarray,
+) -> tuple[int, int, int]:  # pragma: no cover
+    n = len(ht)
+    n_out = 0
+    n_big = 0
+    room = len(out) - big_limit * (big_limit - 1) // 2
+    lim = np.uint64(d)
+    lo = start
+    while lo < n:
+        if n_out > room or n_big == len(big):
+            break
+        key = ht[lo] & mask
+        hi = lo + 1
+        while hi < n and (ht[hi] & mask) == key:
+            hi += 1
+        if hi - lo > big_limit:
+            big[n_big, 0] = lo
+            big[n_big, 1] = hi
+            n_big += 1
+        else:
+            for p in range(lo, hi - 1):
+                x = ht[p]
+                for q in range(p + 1, hi):
+                    diff = x ^ ht[q]
+                    if _popcount(diff) > lim:  # type: ignore[call-arg]
+                        continue
+                    first = True
+                    for e in earlier:  # an earlier agreeing block would make an earlier key first
+                        if (diff & e) == 0:
+                            first = False
+                            break
+                    if first:
+                        out[n_out, 0] = p
+                        out[n_out, 1] = q
+                        n_out += 1
+        lo = hi
+    return lo, n_out, n_big
+
+
+def run_pairs(
+    ht: np.ndarray, mask: np.uint64, earlier: np.ndarray, d: int, big_limit: int, chunk: int
+) -> Any:
+    """Chunks of (positions (k, 2) of pairs within `d` in one run of equal `ht & mask`, first agreeing
+    under this key (no block of `earlier` agrees), runs longer than `big_limit` as (k, 2) start/end)."""
+    out = np.empty((chunk + big_limit * (big_limit - 1) // 2, 2), np.int64)  # room for one more run
+    big = np.empty((4096, 2), np.int64)
+    start = 0
+    while start < len(ht):
+        start, n_out, n_big = _scan_runs(ht, mask, earlier, d, start, big_limit, out, big)
+        yield out[:n_out].copy(), big[:n_big].copy()
