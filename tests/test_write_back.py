@@ -1,25 +1,134 @@
-"""Every whole-table write-back (filter, validate, bin, --redo) commits in chunks of one shared size."""
+"""`Table.write_back`: rows keyed on `id`, only the named columns change, one commit, both write paths."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from vlcli.errors import DuplicateIdsError, TableWriteError
 from vlcli.table import storage
 from vlcli.table.storage import Table
 
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("image", pa.large_binary()),
+        pa.field("note", pa.string()),
+        pa.field("score", pa.float32()),
+        pa.field("keep", pa.bool_()),
+    ]
+)
 
-def test_write_back_commits_once_per_chunk_of_write_back_rows(
-    make_table: Callable[..., Table], monkeypatch: pytest.MonkeyPatch
+
+def _rows(start: int, n: int) -> pa.Table:
+    return pa.table(
+        {
+            "id": [f"r{i:06d}" for i in range(start, start + n)],
+            "image": [bytes([i % 256]) * (1 + i % 7) for i in range(start, start + n)],
+            "note": [f"old{i}" for i in range(start, start + n)],
+            "score": pa.array([i / 2 for i in range(start, start + n)], pa.float32()),
+            "keep": [i % 3 == 0 for i in range(start, start + n)],
+        },
+        schema=SCHEMA,
+    )
+
+
+def _table(path: Path, fragments: int = 4, rows: int = 50) -> Table:
+    """A table of `fragments` appended fragments, the first one's rows deleted in part."""
+    table = Table.create(path, SCHEMA)
+    for k in range(fragments):
+        table.append(_rows(k * rows, rows))
+    table.append(_rows(0, 5))  # duplicates of the first rows, removed again: deleted rows in two fragments
+    table.remove_duplicate_ids()
+    return table
+
+
+def _by_id(table: Table) -> dict[str, dict[str, Any]]:
+    rows = Table.open(table.path).to_arrow(SCHEMA.names).to_pylist()
+    return {r["id"]: r for r in rows}
+
+
+@pytest.fixture(params=["merge", "fragments"])
+def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test through a merge-insert (small writes) and through per-fragment updates (large ones)."""
+    monkeypatch.setattr(storage, "MERGE_ROWS", 10**9 if request.param == "merge" else 0)
+    return str(request.param)
+
+
+def test_written_values_read_back_by_id_and_nothing_else_changes(tmp_path: Path, write_path: str) -> None:
+    table = _table(tmp_path / "t.lance")
+    before, version = _by_id(table), table.version
+    written = [f"r{i:06d}" for i in range(199, 0, -3)]  # every fragment, out of stored order
+    notes = [None if k % 4 == 0 else f"new é {k}" for k in range(len(written))]
+    scores = pa.array([None if k % 5 == 0 else k * 1.5 for k in range(len(written))], pa.float64())
+
+    table.write_back(pa.table({"id": written, "note": notes, "score": scores}))
+
+    after = _by_id(table)
+    assert table.version == version + 1
+    assert after.keys() == before.keys()
+    changed = {i: {"note": n, "score": s} for i, n, s in zip(written, notes, scores.to_pylist(), strict=True)}
+    for row_id, row in after.items():
+        expected = {**before[row_id], **changed.get(row_id, {})}
+        assert row == expected, row_id
+
+
+def test_ids_the_table_lacks_are_ignored(tmp_path: Path, write_path: str) -> None:
+    table = _table(tmp_path / "t.lance")
+    before = _by_id(table)
+
+    table.write_back(pa.table({"id": ["r000010", "missing", "r000120"], "note": ["a", "b", "c"]}))
+
+    after = _by_id(table)
+    assert after.keys() == before.keys()
+    assert (after["r000010"]["note"], after["r000120"]["note"]) == ("a", "c")
+    assert after["r000011"] == before["r000011"]
+
+
+def test_many_rows_over_many_fragments_are_one_commit(tmp_path: Path) -> None:
+    table = _table(tmp_path / "t.lance", fragments=3, rows=30_000)
+    version = table.version
+    ids = table.to_arrow(["id"])["id"]
+
+    table.write_back(pa.table({"id": ids, "keep": pa.array([True] * len(ids))}))
+
+    assert table.version == version + 1
+    assert table.count("keep") == len(ids) == 90_000
+    assert table.count("note = 'old89999'") == 1
+
+
+def test_a_failed_commit_leaves_the_table_at_its_old_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    table = make_table(10)
-    table.ensure_columns([pa.field("note", pa.string())])
-    ids = table.to_arrow(["id"]).column("id").to_pylist()
-    monkeypatch.setattr(storage, "WRITE_BACK_ROWS", 4)
-    before = table.version
-    table.write_back(pa.table({"id": ids, "note": [f"n{i}" for i in range(10)]}))
-    assert table.version - before == 3  # 4 + 4 + 2 rows
-    notes = dict(zip(*table.to_arrow(["id", "note"]).to_pydict().values()))
-    assert notes == {row_id: f"n{i}" for i, row_id in enumerate(ids)}
+    table = _table(tmp_path / "t.lance")
+    before, version = _by_id(table), table.version
+    monkeypatch.setattr(storage, "MERGE_ROWS", 0)
+
+    def fail(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError("No space left on device (os error 28)")
+
+    monkeypatch.setattr(storage.lance.LanceDataset, "commit", fail)  # every fragment rewritten, then this
+    with pytest.raises(TableWriteError, match="no space left"):
+        table.write_back(pa.table({"id": list(before), "note": ["x"] * len(before)}))
+    monkeypatch.undo()
+
+    reopened = Table.open(table.path)
+    assert reopened.version == version
+    assert _by_id(reopened) == before
+
+
+def test_an_id_stored_twice_is_written_to_both_rows_and_named_twice_says_to_run_repair(
+    tmp_path: Path, write_path: str
+) -> None:
+    table = Table.create(tmp_path / "t.lance", SCHEMA)
+    table.append(_rows(0, 10))
+    table.append(_rows(0, 2))
+
+    table.write_back(pa.table({"id": ["r000001", "r000005"], "note": ["a", "b"]}))
+    assert table.count("note = 'a'") == 2 and table.count("note = 'b'") == 1
+
+    with pytest.raises(DuplicateIdsError, match="vl repair"):
+        table.write_back(pa.table({"id": ["r000001", "r000001"], "note": ["c", "d"]}))

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 
 import lance
 import lance.optimize
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,9 +37,12 @@ from vlcli.text import first_line
 # Lance raises plain OSError/RuntimeError for commit conflicts; these words identify them.
 _CONFLICT_WORDS = ("conflict", "retryable", "concurrent")
 _META_PREFIX = "vl."
-# Rows per commit when a step writes a column over many rows (its global part, --redo): each commit
-# rewrites the touched fragments' copy of the columns, so few large ones; bounded so one stays small.
-WRITE_BACK_ROWS = 65_536
+# A merge-insert joins its rows against every id in the table, so its cost grows with the table: above
+# this many rows, write_back finds the rows' addresses once and rewrites each touched fragment's copy of
+# the columns, all in one commit (benchmarks/write_back.py measures both ways).
+MERGE_ROWS = 4096
+# Rows per batch when reading whole columns: few Python round trips per million rows.
+READ_ROWS = 65_536
 _NO_COMPRESSION = {b"lance-encoding:compression": b"none"}
 # With `id` declared the primary key, two merge-inserts of one new id conflict (Lance compares the keys
 # each inserted) and the later one is retried against the winner's rows: concurrent ingests store an id once.
@@ -287,7 +291,9 @@ class Table:
 
     def to_arrow(self, columns: Iterable[str], where: str | None = None) -> pa.Table:
         """Read `columns` of the rows matching `where` into memory."""
-        return pa.Table.from_batches(list(self.scan(columns, where)), schema=self._project(columns))
+        return pa.Table.from_batches(
+            list(self.scan(columns, where, batch_size=READ_ROWS)), schema=self._project(columns)
+        )
 
     def _project(self, columns: Iterable[str]) -> pa.Schema:
         return pa.schema([self.schema.field(c) for c in columns])
@@ -415,7 +421,7 @@ class Table:
 
     def duplicate_ids(self) -> list[str]:
         """Ids stored in more than one row (two ingests that ran at once before ids were a key)."""
-        ids = pa.Table.from_batches(list(self.scan(["id"], batch_size=65536)), schema=self._project(["id"]))
+        ids = self.to_arrow(["id"])
         counts = ids.group_by("id").aggregate([("id", "count")])
         return [str(i) for i in counts.filter(pc.greater(counts["id_count"], 1))["id"].to_pylist()]
 
@@ -490,22 +496,56 @@ class Table:
         return added
 
     def write_back(self, rows: pa.Table) -> None:
-        """Fill columns of existing rows keyed on `id`, rewriting only those columns; one commit per
-        WRITE_BACK_ROWS rows."""
-        if rows.num_rows == 0:
+        """Fill columns of existing rows keyed on `id` in one commit, rewriting only those columns; ids the
+        table lacks are ignored."""
+        if rows.num_rows == 0 or rows.num_columns < 2:
             return
         schema = self.schema
         data = rows.cast(pa.schema([schema.field(n) for n in rows.column_names]))
-        for start in range(0, data.num_rows, WRITE_BACK_ROWS):
-            self._merge(data.slice(start, WRITE_BACK_ROWS))
+        with self._writing():
+            if data.num_rows <= MERGE_ROWS:
+                _retry(lambda: self._merge(data))
+            else:
+                _retry(lambda: self._update_fragments(data))
 
     def _merge(self, data: pa.Table) -> None:
-        def merge() -> None:
-            self._ds.merge_insert("id").when_matched_update_all().write_mode("rewrite_columns").execute(data)
+        self._ds.merge_insert("id").when_matched_update_all().write_mode("rewrite_columns").execute(data)
+        self.refresh()
 
-        with self._writing():
-            _retry(merge)
-            self.refresh()
+    def _update_fragments(self, data: pa.Table) -> None:
+        """Rewrite the columns of `data` in every fragment holding one of its ids, then commit them at once."""
+        self.refresh()
+        located = self._locate(data["id"])
+        values = data.drop_columns(["id"]).take(located["row"]).append_column("_rowaddr", located["_rowaddr"])
+        fragment = (located["_rowaddr"].to_numpy() >> 32).astype(np.int64)
+        starts = np.flatnonzero(
+            np.diff(fragment, prepend=-1)
+        )  # in address order: a fragment's rows are a run
+        ends = [*starts[1:], len(fragment)]
+        stored = {f.fragment_id: f for f in self._ds.get_fragments()}
+        updated, fields = [], set[int]()
+        for start, end in zip(starts, ends, strict=True):
+            part = values.slice(start, end - start)
+            meta, modified = stored[int(fragment[start])].update_columns(part, left_on="_rowaddr")
+            updated.append(meta)
+            fields.update(modified)
+        if not updated:
+            return
+        update = lance.LanceOperation.Update(
+            updated_fragments=updated, fields_modified=sorted(fields), update_mode="rewrite_columns"
+        )
+        self._ds = lance.LanceDataset.commit(self._ds, update, read_version=self.version)
+
+    def _locate(self, ids: pa.ChunkedArray) -> pa.Table:
+        """The stored address (`_rowaddr`) of each row holding one of `ids`, with that id's position in
+        `ids` (`row`), in address order."""
+        stored = self._ds.to_table(columns=["id"], with_row_address=True, batch_size=READ_ROWS)
+        wanted = pa.table({"id": ids, "row": pa.array(np.arange(len(ids)))})
+        located = stored.join(wanted, "id", join_type="inner").sort_by("_rowaddr")
+        # Like a merge-insert: a stored row named twice is ambiguous, one name for two stored rows is not.
+        if located.num_rows > pc.count_distinct(located["_rowaddr"]).as_py():
+            raise _duplicate_ids_error(self.path)
+        return located
 
     # --- versions and metadata -------------------------------------------------------------
     def tag(self, name: str) -> str:
@@ -615,6 +655,13 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _duplicate_ids_error(path: str) -> DuplicateIdsError:
+    return DuplicateIdsError(
+        f"table {path!r} holds several rows with the same id (two ingests ran at once); "
+        f"run `vl repair {path}` to remove the extra copies"
+    )
+
+
 def _write_error(path: str, exc: BaseException | None, creating: bool = False) -> VlError:
     """A one-line error for a failed write to the table at `path`: which table, what is wrong, what to do."""
     if exc is None or (not creating and local_path(path) is not None and not table_exists(path)):
@@ -625,10 +672,7 @@ def _write_error(path: str, exc: BaseException | None, creating: bool = False) -
     reason = re.sub(r"^(LanceError\(\w+\)|Invalid user input):\s*", "", reason).strip()
     lowered = reason.lower()
     if "ambiguous merge insert" in lowered:
-        return DuplicateIdsError(
-            f"table {path!r} holds several rows with the same id (two ingests ran at once); "
-            f"run `vl repair {path}` to remove the extra copies"
-        )
+        return _duplicate_ids_error(path)
     if any(word in lowered for word in _NOT_WRITABLE):
         why = reason.split(" (os error")[0]
         return TableWriteError(
