@@ -18,6 +18,7 @@ from test_filter_rules import record_searches
 
 from vlcli.demo import samples
 from vlcli.steps.filter.dedup import (
+    _cross_blocks,
     as_uint64,
     choose_blocks,
     choose_kept,
@@ -354,6 +355,27 @@ def test_adding_rows_equals_a_full_recompute(seed: int, n: int, k: int, scoped: 
     )
     full = dedup(hashes, pixels, ids, 8, scope_keys=scope)
     assert got == [full[i] for i in order]
+
+
+def test_few_new_rows_against_many_equal_a_full_recompute() -> None:
+    # Enough old rows that new rows are looked up per key (the compiled probe), not compared with all.
+    rng = np.random.default_rng(21)
+    n, k = 20_000, 300
+    hashes = planted(21, n + k, 10)
+    for j in range(n, n + k, 2):  # near copies of old rows, some bridging two of them
+        a, b = hashes[rng.integers(n)], hashes[rng.integers(n)]
+        hashes[j] = (
+            a ^ np.uint64(1 << int(rng.integers(64)))
+            if j % 4
+            else (a & ~np.uint64(0xFF)) | (b & np.uint64(0xFF))
+        )
+    assert _cross_blocks(n, k, 7) > 0
+    pixels = rng.choice([100, 200, 300], size=n + k)
+    ids = [f"id{v:05d}" for v in rng.permutation(n + k)]
+    before = dedup(hashes[:n], pixels[:n], ids[:n], 8)
+    got = dedup(hashes, pixels, ids, 8, new=np.arange(n + k) >= n, previous=before + [None] * k)
+    assert got == dedup(hashes, pixels, ids, 8)
+    assert sum(g is not None for g in got[n:]) > k // 4
 
 
 def test_fingerprint_ignores_order_and_sees_changes() -> None:

@@ -116,3 +116,78 @@ def run_pairs(
     while start < len(ht):
         start, n_out, n_big = _scan_runs(ht, mask, earlier, d, start, big_limit, out, big)
         yield out[:n_out].copy(), big[:n_big].copy()
+
+
+@njit(nogil=True, cache=True)  # type: ignore[misc]
+def _slot(key: np.uint64, bits: int) -> np.int64:  # pragma: no cover
+    return np.int64((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))  # Fibonacci hashing
+
+
+@njit(nogil=True, cache=True)  # type: ignore[misc]
+def _build_table(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    slots = 1 << bits
+    table_key = np.zeros(slots, np.uint64)
+    table_run = np.full(slots, -1, np.int64)
+    for r in range(len(keys)):
+        s = _slot(keys[r], bits)
+        while table_run[s] >= 0:
+            s = (s + 1) & (slots - 1)
+        table_key[s] = keys[r]
+        table_run[s] = r
+    return table_key, table_run
+
+
+@njit(nogil=True, cache=True)  # type: ignore[misc]
+def _cross_scan(
+    old: np.ndarray,
+    mask: np.uint64,
+    table_key: np.ndarray,
+    table_run: np.ndarray,
+    bits: int,
+    first: np.ndarray,
+    size: np.ndarray,
+    new_sorted: np.ndarray,
+    new_rows: np.ndarray,
+    d: int,
+    start: int,
+    out: np.ndarray,
+) -> tuple[int, int]:  # pragma: no cover
+    slots = len(table_run)
+    room = len(out) - int(size.max())
+    lim = np.uint64(d)
+    n_out = 0
+    i = start
+    while i < len(old) and n_out <= room:
+        x = old[i]
+        key = x & mask
+        s = _slot(key, bits)
+        while table_run[s] >= 0:
+            if table_key[s] == key:
+                r = table_run[s]
+                for j in range(first[r], first[r] + size[r]):
+                    if _popcount(x ^ new_sorted[j]) <= lim:  # type: ignore[call-arg]
+                        out[n_out, 0] = i
+                        out[n_out, 1] = new_rows[j]
+                        n_out += 1
+                break
+            s = (s + 1) & (slots - 1)
+        i += 1
+    return i, n_out
+
+
+def cross_pairs(old: np.ndarray, new: np.ndarray, mask: np.uint64, d: int, chunk: int) -> Any:
+    """Chunks of (i, j) pairs, (old[i] & mask) == (new[j] & mask) and old[i], new[j] within `d`: one
+    hash-table probe per old hash (no sort of `old`, which may be 100 million hashes)."""
+    order = np.argsort(new & mask, kind="stable")
+    new_sorted = new[order]
+    keys, first, size = np.unique(new_sorted & mask, return_index=True, return_counts=True)
+    bits = max(1, int(2 * len(keys) - 1).bit_length())  # at most half the slots used
+    table_key, table_run = _build_table(keys, bits)
+    out = np.empty((chunk + int(size.max()), 2), np.int64)
+    start = 0
+    while start < len(old):
+        start, n_out = _cross_scan(
+            old, mask, table_key, table_run, bits, first, size, new_sorted, order, d, start, out
+        )
+        if n_out:
+            yield out[:n_out].copy()

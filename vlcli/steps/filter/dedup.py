@@ -62,6 +62,7 @@ _NS_PASS = 8.0  # one compiled radix pass (count, then scatter the hashes), per 
 _NS_SCAN = 2.5  # finding one key's groups in its sorted order, per hash
 _NS_CANDIDATE = 2.0  # one candidate comparison inside a group (compiled popcount)
 _NS_PAIR = 3.0  # one comparison in the blocked full scan
+_NS_PROBE = 4.0  # looking one old hash up among the new ones' keys (incremental runs)
 
 IntArray = np.ndarray
 
@@ -641,9 +642,10 @@ def _shared(d: int, b: int) -> float:
 def _cross_blocks(n_old: int, n_new: int, d: int) -> int:
     """Blocks for matching `n_new` hashes against `n_old` others (0: compare every pair)."""
     options = [b for b in range(d + 1, BITS + 1) if math.comb(b, d) <= 2_000]
-    # Per key: mask and look up every old hash, sort the new ones; then the candidates.
+    # Per key: look up every old hash (one compiled hash-table probe), sort the new ones; the candidates.
     cost = {
-        b: math.comb(b, d) * (n_old * 6.0 + n_new * 60.0) + n_old * n_new * _shared(d, b) * 8.0
+        b: math.comb(b, d) * (n_old * _NS_PROBE + n_new * 60.0)
+        + n_old * n_new * _shared(d, b) * _NS_CANDIDATE
         for b in options
     }
     cost[0] = n_old * n_new * _NS_PAIR
@@ -664,24 +666,13 @@ def _cross_pairs(old: np.ndarray, new: np.ndarray, d: int, workers: int | None) 
         return
     bounds = _block_bounds(b)
 
+    from vlcli.steps.filter.banded import cross_pairs  # numba: compiled on first use
+
     def key_pairs(key: tuple[int, ...]) -> Iterator[IntArray]:
         mask = np.uint64(0)
         for t in key:
             mask |= np.uint64(((1 << bounds[t][1]) - 1) << bounds[t][0])
-        order = np.argsort(new & mask, kind="stable")
-        keys, first, size = np.unique((new & mask)[order], return_index=True, return_counts=True)
-        ko = old & mask
-        at = np.minimum(np.searchsorted(keys, ko), len(keys) - 1)  # one binary search per old hash
-        hit = np.flatnonzero(keys[at] == ko)
-        lo, count = first[at[hit]], size[at[hit]]
-        step = max(1, _CHUNK // int(size.max()))  # candidates per round <= _CHUNK
-        for c0 in range(0, len(hit), step):
-            part = slice(c0, c0 + step)
-            pairs = _cross(hit[part], np.ones(len(hit[part]), dtype=np.int64), lo[part], count[part])
-            j = order[pairs[:, 1]]
-            near = np.bitwise_count(old[pairs[:, 0]] ^ new[j]) <= d
-            if near.any():
-                yield np.stack([pairs[near, 0], j[near]], axis=1).astype(np.int64)
+        yield from cross_pairs(old, new, mask, d, _CHUNK)
 
     keys = list(itertools.combinations(range(b), b - d))
     yield from _in_threads([partial(key_pairs, k) for k in keys], workers or default_workers())
