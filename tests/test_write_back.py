@@ -19,6 +19,7 @@ SCHEMA = pa.schema(
         pa.field("note", pa.string()),
         pa.field("score", pa.float32()),
         pa.field("keep", pa.bool_()),
+        pa.field("tags", pa.list_(pa.string())),
     ]
 )
 
@@ -31,6 +32,7 @@ def _rows(start: int, n: int) -> pa.Table:
             "note": [f"old{i}" for i in range(start, start + n)],
             "score": pa.array([i / 2 for i in range(start, start + n)], pa.float32()),
             "keep": [i % 3 == 0 for i in range(start, start + n)],
+            "tags": [[f"t{i}"] for i in range(start, start + n)],
         },
         schema=SCHEMA,
     )
@@ -65,12 +67,15 @@ def test_written_values_read_back_by_id_and_nothing_else_changes(tmp_path: Path,
     notes = [None if k % 4 == 0 else f"new é {k}" for k in range(len(written))]
     scores = pa.array([None if k % 5 == 0 else k * 1.5 for k in range(len(written))], pa.float64())
 
-    table.write_back(pa.table({"id": written, "note": notes, "score": scores}))
+    tags = [None if k % 6 == 0 else ["a", f"b{k}"] for k in range(len(written))]
+
+    table.write_back(pa.table({"id": written, "note": notes, "score": scores, "tags": tags}))
 
     after = _by_id(table)
     assert table.version == version + 1
     assert after.keys() == before.keys()
-    changed = {i: {"note": n, "score": s} for i, n, s in zip(written, notes, scores.to_pylist(), strict=True)}
+    new = zip(written, notes, scores.to_pylist(), tags, strict=True)
+    changed = {i: {"note": n, "score": s, "tags": t} for i, n, s, t in new}
     for row_id, row in after.items():
         expected = {**before[row_id], **changed.get(row_id, {})}
         assert row == expected, row_id

@@ -21,6 +21,7 @@ import lance.optimize
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.acero as acero
 import pyarrow.compute as pc
 
 from vlcli.errors import (
@@ -539,9 +540,15 @@ class Table:
     def _locate(self, ids: pa.ChunkedArray) -> pa.Table:
         """The stored address (`_rowaddr`) of each row holding one of `ids`, with that id's position in
         `ids` (`row`), in address order."""
-        stored = self._ds.to_table(columns=["id"], with_row_address=True, batch_size=READ_ROWS)
+        stored = self._ds.scanner(columns=["id"], with_row_address=True, batch_size=READ_ROWS).to_reader()
         wanted = pa.table({"id": ids, "row": pa.array(np.arange(len(ids)))})
-        located = stored.join(wanted, "id", join_type="inner").sort_by("_rowaddr")
+        # The stored ids stream past a hash of the wanted ones: memory grows with the rows written, not the table.
+        options = acero.HashJoinNodeOptions("inner", ["id"], ["id"], ["_rowaddr"], ["row"])
+        sources = [
+            acero.Declaration("record_batch_reader_source", acero.RecordBatchReaderSourceNodeOptions(stored)),
+            acero.Declaration("table_source", acero.TableSourceNodeOptions(wanted)),
+        ]
+        located = acero.Declaration("hashjoin", options, inputs=sources).to_table().sort_by("_rowaddr")
         # Like a merge-insert: a stored row named twice is ambiguous, one name for two stored rows is not.
         if located.num_rows > pc.count_distinct(located["_rowaddr"]).as_py():
             raise _duplicate_ids_error(self.path)
