@@ -11,7 +11,7 @@ some copies sit just past the threshold). Each size runs in its own process (so 
   threads and on 1 (the speedup), with peak RSS; `near_duplicate_pairs` (the pair count) up to
   `--pairs-up-to`.
 - Clustered: the same with 1% of the rows inside one Hamming ball of radius 3 (all of them one group).
-- Incremental: groups of N - k rows extended by k new ones (`dedup(new=, previous=)`) against a full run.
+- Incremental: groups of N - k rows extended by k new ones (`kept_rows(new=, previous=)`, as `vl filter`) against a full run.
 - On a subset of 20,000 (half of it both ends of planted copies): the same pairs as a brute-force
   comparison (numpy, in chunks), and the DCVLR loop (each hash compared with every kept hash, in plain
   Python) for the ratio. Target: >= 100x.
@@ -27,12 +27,19 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from vlcli.steps.filter.dedup import _estimated_ns, choose_blocks, dedup, group_labels, near_duplicate_pairs
+from vlcli.steps.filter.dedup import (
+    _estimated_ns,
+    choose_blocks,
+    dedup,
+    group_labels,
+    kept_rows,
+    near_duplicate_pairs,
+)
 
 MAX_DISTANCE = 8
 TARGET_SECONDS_100M = 1800.0  # on 2 cores
@@ -143,23 +150,46 @@ def _child(n: int, workers: int, cluster: bool = False, pairs: bool = False) -> 
     return result
 
 
-def incremental(n: int, k: int, workers: int) -> None:
-    """Groups of n - k rows extended by k new rows, against recomputing all n."""
+class _Ids(Sequence[str]):
+    """Row ids made when read (only rows in groups are): 100M Python strings would cost ~7 GB."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return _Ids(len(range(*i.indices(self.n))))  # prefixes only: ids of the first rows
+        return f"{i:09x}"
+
+
+def incremental(n: int, ks: list[int], workers: int) -> None:
+    """Groups of n - k rows extended by k new rows (`kept_rows`, as `vl filter` calls it), against
+    recomputing all n."""
     h, _, _ = planted_hashes(n, seed=3)
-    ids = [f"{i:09x}" for i in range(n)]
+    ids = _Ids(n)
     pixels = np.random.default_rng(1).integers(10_000, 4_000_000, size=n)
-    before = dedup(h[: n - k], pixels[: n - k], ids[: n - k], MAX_DISTANCE, workers=workers)
-    new = np.arange(n) >= n - k
     start = time.perf_counter()
-    got = dedup(h, pixels, ids, MAX_DISTANCE, new=new, previous=before + [None] * k, workers=workers)
-    t_inc = time.perf_counter() - start
-    start = time.perf_counter()
-    full = dedup(h, pixels, ids, MAX_DISTANCE, workers=workers)
+    full = kept_rows(h, pixels, ids, MAX_DISTANCE, workers=workers)
     t_full = time.perf_counter() - start
-    print(
-        f"incremental: {k:,} new rows on {n - k:,} grouped: {t_inc:.2f} s vs full recompute {t_full:.2f} s "
-        f"({t_full / t_inc:.1f}x), same dup_of: {got == full}"
-    )
+    for k in ks:
+        before = np.concatenate(
+            [
+                kept_rows(h[: n - k], pixels[: n - k], ids[: n - k], MAX_DISTANCE, workers=workers),
+                np.arange(n - k, n),
+            ]
+        )
+        start = time.perf_counter()
+        got = kept_rows(
+            h, pixels, ids, MAX_DISTANCE, new=np.arange(n) >= n - k, previous=before, workers=workers
+        )
+        t_inc = time.perf_counter() - start
+        print(
+            f"incremental: {k:,} new rows on {n - k:,} grouped: {t_inc:.2f} s vs full recompute {t_full:.2f} s "
+            f"({t_full / t_inc:.1f}x), same kept rows: {np.array_equal(got, full)}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pairs-up-to", type=int, default=10_000_000, help="count pairs for sizes up to this")
     p.add_argument("--clustered-n", type=int, default=1_000_000, help="0: skip the clustered case")
     p.add_argument("--incremental-n", type=int, default=1_000_000, help="0: skip the incremental case")
+    p.add_argument("--incremental-k", default="1000,10000", help="new rows added, comma-separated")
     p.add_argument("--subset", type=int, default=20_000)
     p.add_argument("--dcvlr-repeat", type=int, default=1)
     p.add_argument("--single", type=int, help=argparse.SUPPRESS)
@@ -216,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{ball['peak_mb']:.0f} MB peak vs {plain['seconds']:.1f} s, {plain['peak_mb']:.0f} MB unclustered"
         )
     if args.incremental_n:
-        incremental(args.incremental_n, args.incremental_n // 100, args.workers)
+        incremental(args.incremental_n, [int(k) for k in args.incremental_k.split(",")], args.workers)
 
     h, rows, sources = planted_hashes(sizes[0])
     sub = h[subset_rows(sizes[0], args.subset, rows, sources)]

@@ -62,7 +62,8 @@ _NS_PASS = 8.0  # one compiled radix pass (count, then scatter the hashes), per 
 _NS_SCAN = 2.5  # finding one key's groups in its sorted order, per hash
 _NS_CANDIDATE = 2.0  # one candidate comparison inside a group (compiled popcount)
 _NS_PAIR = 3.0  # one comparison in the blocked full scan
-_NS_PROBE = 4.0  # looking one old hash up among the new ones' keys (incremental runs)
+_NS_PROBE = 12.0  # looking one old hash up among the new ones' keys (incremental runs)
+_NS_CROSS = 8.0  # one candidate found by that lookup (a random read of the new hashes)
 
 IntArray = np.ndarray
 
@@ -645,7 +646,7 @@ def _cross_blocks(n_old: int, n_new: int, d: int) -> int:
     # Per key: look up every old hash (one compiled hash-table probe), sort the new ones; the candidates.
     cost = {
         b: math.comb(b, d) * (n_old * _NS_PROBE + n_new * 60.0)
-        + n_old * n_new * _shared(d, b) * _NS_CANDIDATE
+        + n_old * n_new * _shared(d, b) * _NS_CROSS
         for b in options
     }
     cost[0] = n_old * n_new * _NS_PAIR
