@@ -71,15 +71,9 @@ def test_metadata_round_trip(make_table: Callable[..., Table]) -> None:
     assert Table.open(table.path).metadata()["provenance.x"] == {"model": "m", "n": 3}
 
 
-@pytest.mark.parametrize("merge_rows", [10**9, 0], ids=["merge", "fragments"])
-def test_concurrent_schema_changes_and_writes_are_retried(
-    make_table: Callable[..., Table], monkeypatch: pytest.MonkeyPatch, merge_rows: int
-) -> None:
+def test_concurrent_schema_changes_and_writes_are_retried(make_table: Callable[..., Table]) -> None:
     import threading
 
-    from vlcli.table import storage
-
-    monkeypatch.setattr(storage, "MERGE_ROWS", merge_rows)
     table = make_table(40)
     ids = table.to_arrow(["id"]).column("id").to_pylist()
     errors: list[BaseException] = []

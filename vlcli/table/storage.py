@@ -18,10 +18,8 @@ from urllib.parse import unquote, urlparse
 
 import lance
 import lance.optimize
-import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.acero as acero
 import pyarrow.compute as pc
 
 from vlcli.errors import (
@@ -38,10 +36,10 @@ from vlcli.text import first_line
 # Lance raises plain OSError/RuntimeError for commit conflicts; these words identify them.
 _CONFLICT_WORDS = ("conflict", "retryable", "concurrent")
 _META_PREFIX = "vl."
-# A merge-insert joins its rows against every id in the table, so its cost grows with the table: above
-# this many rows, write_back finds the rows' addresses once and rewrites each touched fragment's copy of
-# the columns, all in one commit (benchmarks/write_back.py measures both ways).
-MERGE_ROWS = 4096
+# Rows per commit of write_back. A merge-insert joins its rows against every id in the table, so each commit
+# costs time proportional to the table (0.1 s per 1M rows) and then to its rows (1 s per 1M): few large
+# commits. Bounded so a commit's memory stays under ~0.7 GB (benchmarks/write_back.py).
+WRITE_BACK_ROWS = 4_194_304
 # Rows per batch when reading whole columns: few Python round trips per million rows.
 READ_ROWS = 65_536
 _NO_COMPRESSION = {b"lance-encoding:compression": b"none"}
@@ -497,62 +495,22 @@ class Table:
         return added
 
     def write_back(self, rows: pa.Table) -> None:
-        """Fill columns of existing rows keyed on `id` in one commit, rewriting only those columns; ids the
-        table lacks are ignored."""
-        if rows.num_rows == 0 or rows.num_columns < 2:
+        """Fill columns of existing rows keyed on `id`, rewriting only those columns (ids the table lacks
+        are ignored); one commit per WRITE_BACK_ROWS rows."""
+        if rows.num_rows == 0:
             return
         schema = self.schema
         data = rows.cast(pa.schema([schema.field(n) for n in rows.column_names]))
-        with self._writing():
-            if data.num_rows <= MERGE_ROWS:
-                _retry(lambda: self._merge(data))
-            else:
-                _retry(lambda: self._update_fragments(data))
+        for start in range(0, data.num_rows, WRITE_BACK_ROWS):
+            self._merge(data.slice(start, WRITE_BACK_ROWS))
 
     def _merge(self, data: pa.Table) -> None:
-        self._ds.merge_insert("id").when_matched_update_all().write_mode("rewrite_columns").execute(data)
-        self.refresh()
+        def merge() -> None:
+            self._ds.merge_insert("id").when_matched_update_all().write_mode("rewrite_columns").execute(data)
 
-    def _update_fragments(self, data: pa.Table) -> None:
-        """Rewrite the columns of `data` in every fragment holding one of its ids, then commit them at once."""
-        self.refresh()
-        located = self._locate(data["id"])
-        values = data.drop_columns(["id"]).take(located["row"]).append_column("_rowaddr", located["_rowaddr"])
-        fragment = (located["_rowaddr"].to_numpy() >> 32).astype(np.int64)
-        starts = np.flatnonzero(
-            np.diff(fragment, prepend=-1)
-        )  # in address order: a fragment's rows are a run
-        ends = [*starts[1:], len(fragment)]
-        stored = {f.fragment_id: f for f in self._ds.get_fragments()}
-        updated, fields = [], set[int]()
-        for start, end in zip(starts, ends, strict=True):
-            part = values.slice(start, end - start)
-            meta, modified = stored[int(fragment[start])].update_columns(part, left_on="_rowaddr")
-            updated.append(meta)
-            fields.update(modified)
-        if not updated:
-            return
-        update = lance.LanceOperation.Update(
-            updated_fragments=updated, fields_modified=sorted(fields), update_mode="rewrite_columns"
-        )
-        self._ds = lance.LanceDataset.commit(self._ds, update, read_version=self.version)
-
-    def _locate(self, ids: pa.ChunkedArray) -> pa.Table:
-        """The stored address (`_rowaddr`) of each row holding one of `ids`, with that id's position in
-        `ids` (`row`), in address order."""
-        stored = self._ds.scanner(columns=["id"], with_row_address=True, batch_size=READ_ROWS).to_reader()
-        wanted = pa.table({"id": ids, "row": pa.array(np.arange(len(ids)))})
-        # The stored ids stream past a hash of the wanted ones: memory grows with the rows written, not the table.
-        options = acero.HashJoinNodeOptions("inner", ["id"], ["id"], ["_rowaddr"], ["row"])
-        sources = [
-            acero.Declaration("record_batch_reader_source", acero.RecordBatchReaderSourceNodeOptions(stored)),
-            acero.Declaration("table_source", acero.TableSourceNodeOptions(wanted)),
-        ]
-        located = acero.Declaration("hashjoin", options, inputs=sources).to_table().sort_by("_rowaddr")
-        # Like a merge-insert: a stored row named twice is ambiguous, one name for two stored rows is not.
-        if located.num_rows > pc.count_distinct(located["_rowaddr"]).as_py():
-            raise _duplicate_ids_error(self.path)
-        return located
+        with self._writing():
+            _retry(merge)
+            self.refresh()
 
     # --- versions and metadata -------------------------------------------------------------
     def tag(self, name: str) -> str:
@@ -662,13 +620,6 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _duplicate_ids_error(path: str) -> DuplicateIdsError:
-    return DuplicateIdsError(
-        f"table {path!r} holds several rows with the same id (two ingests ran at once); "
-        f"run `vl repair {path}` to remove the extra copies"
-    )
-
-
 def _write_error(path: str, exc: BaseException | None, creating: bool = False) -> VlError:
     """A one-line error for a failed write to the table at `path`: which table, what is wrong, what to do."""
     if exc is None or (not creating and local_path(path) is not None and not table_exists(path)):
@@ -679,7 +630,10 @@ def _write_error(path: str, exc: BaseException | None, creating: bool = False) -
     reason = re.sub(r"^(LanceError\(\w+\)|Invalid user input):\s*", "", reason).strip()
     lowered = reason.lower()
     if "ambiguous merge insert" in lowered:
-        return _duplicate_ids_error(path)
+        return DuplicateIdsError(
+            f"table {path!r} holds several rows with the same id (two ingests ran at once); "
+            f"run `vl repair {path}` to remove the extra copies"
+        )
     if any(word in lowered for word in _NOT_WRITABLE):
         why = reason.split(" (os error")[0]
         return TableWriteError(
