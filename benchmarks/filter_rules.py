@@ -95,12 +95,13 @@ def reference(path: Path, table: Table, count: int = 50) -> str:
     return ref.path
 
 
-def _reset_peak() -> None:
+def reset_peak() -> None:
+    """Restart VmHWM from the current RSS."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
 
 
-def _status_mb(field: str) -> float:
+def status_mb(field: str) -> float:
     """VmHWM (peak RSS since the last reset) or VmRSS, in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -111,8 +112,8 @@ def _status_mb(field: str) -> float:
 def stage(table: Table, label: str, runs: list[Callable[[], object]]) -> None:
     """Time each of `runs`; print the median, the stage's peak RSS (and above the RSS it started at) and
     the versions committed."""
-    _reset_peak()
-    start_mb = _status_mb("VmRSS")
+    reset_peak()
+    start_mb = status_mb("VmRSS")
     version = table.version
     times = []
     for run in runs:
@@ -121,8 +122,8 @@ def stage(table: Table, label: str, runs: list[Callable[[], object]]) -> None:
         times.append(time.perf_counter() - start)
     table.refresh()
     print(
-        f"{label:<34s}{statistics.median(times):10.2f}{_status_mb('VmHWM'):10.0f}"
-        f"{_status_mb('VmHWM') - start_mb:+10.0f}{table.version - version:10d}  "
+        f"{label:<34s}{statistics.median(times):10.2f}{status_mb('VmHWM'):10.0f}"
+        f"{status_mb('VmHWM') - start_mb:+10.0f}{table.version - version:10d}  "
         + ", ".join(f"{t:.2f}" for t in times)
     )
 

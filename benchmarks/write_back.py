@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from filter_rules import reset_peak, status_mb
 
 from vlcli.table import storage
 from vlcli.table.storage import Table
@@ -71,29 +72,16 @@ def changes(ids: list[str], seed: int) -> pa.Table:
     )
 
 
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _status_mb(field: str) -> float:
-    """VmHWM (peak RSS since the last reset) or VmRSS, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def measure(table: Table, rows: pa.Table, commit_rows: int) -> str:
     """Write `rows` in commits of `commit_rows`: seconds, versions, peak RSS growth."""
     storage.WRITE_BACK_ROWS = commit_rows
     version = table.version
-    _reset_peak()
-    start_mb = _status_mb("VmRSS")
+    reset_peak()
+    start_mb = status_mb("VmRSS")
     start = time.perf_counter()
     table.write_back(rows)
     seconds = time.perf_counter() - start
-    return f"{seconds:8.2f} s {table.version - version:4d} v {_status_mb('VmHWM') - start_mb:+6.0f} MB"
+    return f"{seconds:8.2f} s {table.version - version:4d} v {status_mb('VmHWM') - start_mb:+6.0f} MB"
 
 
 def main() -> None:
