@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from vlcli.errors import DuplicateIdsError
+from vlcli.errors import DuplicateIdsError, TableWriteError
 from vlcli.table import storage
 from vlcli.table.storage import Table
 
@@ -104,6 +104,26 @@ def test_many_rows_over_many_fragments_are_one_commit(tmp_path: Path) -> None:
     assert table.version == version + 1
     assert table.count("keep") == len(ids) == 90_000
     assert table.count("note = 'old89999'") == 1
+
+
+def test_a_write_that_fails_leaves_none_of_its_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = _table(tmp_path / "t.lance", fragments=3, rows=30_000)
+    version = table.version
+    ids = table.to_arrow(["id"])["id"]
+    merge = Table._merge
+
+    def fail_on_the_last_row(self: Table, data: pa.Table) -> None:
+        if data["id"][-1] == ids[-1]:
+            raise TableWriteError("no space left for table (injected)")
+        merge(self, data)
+
+    monkeypatch.setattr(Table, "_merge", fail_on_the_last_row)
+    with pytest.raises(TableWriteError):
+        table.write_back(pa.table({"id": ids, "note": pa.array(["x"] * len(ids))}))
+
+    reopened = Table.open(table.path)
+    assert reopened.version == version
+    assert reopened.count("note = 'x'") == 0
 
 
 def test_an_id_stored_twice_is_written_to_both_rows_and_named_twice_says_to_run_repair(
