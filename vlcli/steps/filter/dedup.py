@@ -645,8 +645,7 @@ def _cross_blocks(n_old: int, n_new: int, d: int) -> int:
     options = [b for b in range(d + 1, BITS + 1) if math.comb(b, d) <= 2_000]
     # Per key: look up every old hash (one compiled hash-table probe), sort the new ones; the candidates.
     cost = {
-        b: math.comb(b, d) * (n_old * _NS_PROBE + n_new * 60.0)
-        + n_old * n_new * _shared(d, b) * _NS_CROSS
+        b: math.comb(b, d) * (n_old * _NS_PROBE + n_new * 60.0) + n_old * n_new * _shared(d, b) * _NS_CROSS
         for b in options
     }
     cost[0] = n_old * n_new * _NS_PAIR
