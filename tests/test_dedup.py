@@ -444,3 +444,18 @@ def test_filter_after_an_ingest_searches_only_the_new_rows(
 
     apply_rules(table, FilterRules(min_side=0, dedup_scope=scope, phash_distance=5))  # other rules: all again
     assert calls[-1] is None
+
+
+def test_search_runs_where_compiled_code_cannot_be_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read-only install with a read-only home leaves numba no cache folder: compile, do not fail.
+    import importlib.util
+
+    import numba.core.caching
+
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+    spec = importlib.util.find_spec("vlcli.steps.filter.banded")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    hashes = planted(4, 500, 9)
+    assert np.array_equal(module.sort_by_bits(hashes, 0, 64), np.sort(hashes))

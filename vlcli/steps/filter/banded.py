@@ -19,6 +19,14 @@ IntArray = np.ndarray
 _DIGIT = 11  # bits per radix pass: 2048 buckets keep the scatter's write streams in cache
 
 
+def _compiled(func: Any) -> Any:
+    """`func` compiled without the GIL, its machine code cached on disk when a cache folder is writable."""
+    try:
+        return njit(nogil=True, cache=True)(func)
+    except RuntimeError:  # no writable cache folder (read-only install and home): compile on each run
+        return njit(nogil=True)(func)
+
+
 @intrinsic  # type: ignore[misc]
 def _popcount(typingctx: Any, x: Any) -> Any:
     """The number of set bits of a uint64 (one popcnt instruction where the CPU has it)."""
@@ -29,7 +37,7 @@ def _popcount(typingctx: Any, x: Any) -> Any:
     return types.uint64(types.uint64), codegen
 
 
-@njit(nogil=True, cache=True)  # type: ignore[misc]
+@_compiled
 def _radix_pass(src: np.ndarray, dst: np.ndarray, shift: int, width: int) -> None:  # pragma: no cover
     buckets = 1 << width
     mask = np.uint64(buckets - 1)
@@ -57,7 +65,7 @@ def sort_by_bits(hs: np.ndarray, low: int, width: int) -> np.ndarray:
     return src
 
 
-@njit(nogil=True, cache=True)  # type: ignore[misc]
+@_compiled
 def _scan_runs(
     ht: np.ndarray,
     mask: np.uint64,
@@ -118,12 +126,12 @@ def run_pairs(
         yield out[:n_out].copy(), big[:n_big].copy()
 
 
-@njit(nogil=True, cache=True)  # type: ignore[misc]
+@_compiled
 def _slot(key: np.uint64, bits: int) -> np.int64:  # pragma: no cover
     return np.int64((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))  # Fibonacci hashing
 
 
-@njit(nogil=True, cache=True)  # type: ignore[misc]
+@_compiled
 def _build_table(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     slots = 1 << bits
     table_key = np.zeros(slots, np.uint64)
@@ -137,7 +145,7 @@ def _build_table(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]: 
     return table_key, table_run
 
 
-@njit(nogil=True, cache=True)  # type: ignore[misc]
+@_compiled
 def _cross_scan(
     old: np.ndarray,
     mask: np.uint64,
