@@ -10,12 +10,13 @@ import pytest
 
 from vlcli.errors import DuplicateIdsError, TableWriteError
 from vlcli.table import storage
+from vlcli.table.schema import ID, IMAGE
 from vlcli.table.storage import Table
 
 SCHEMA = pa.schema(
     [
-        pa.field("id", pa.string()),
-        pa.field("image", pa.large_binary()),
+        ID.field(),
+        IMAGE.field(),
         pa.field("note", pa.string()),
         pa.field("score", pa.float32()),
         pa.field("keep", pa.bool_()),
