@@ -22,6 +22,7 @@ import pyarrow as pa
 from filter_rules import reset_peak, status_mb
 
 from vlcli.table import storage
+from vlcli.table.schema import ID, IMAGE
 from vlcli.table.storage import Table
 
 CHUNK = 1_000_000  # rows appended per commit while building: one fragment each
@@ -29,8 +30,8 @@ OLD_ROWS = 65_536  # rows per commit of write_back before
 CASES = [OLD_ROWS, 1_000_000, None]  # rows written; None: every row
 SCHEMA = pa.schema(
     [
-        pa.field("id", pa.string()),
-        pa.field("image", pa.large_binary()),
+        ID.field(),
+        IMAGE.field(),
         pa.field("note", pa.string()),
         pa.field("keep", pa.bool_()),
         pa.field("score", pa.float32()),
