@@ -27,7 +27,7 @@ def _compiled(func: Any) -> Any:
         return njit(nogil=True)(func)
 
 
-@intrinsic  # type: ignore[misc]
+@intrinsic  # type: ignore[misc, untyped-decorator]
 def _popcount(typingctx: Any, x: Any) -> Any:
     """The number of set bits of a uint64 (one popcnt instruction where the CPU has it)."""
 
