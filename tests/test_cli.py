@@ -59,7 +59,8 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path, tiny_dinov2: st
     from vlcli.table.storage import Table
 
     table = Table.create(tmp_path / "t.lance", ingest_schema())
-    table.append(table_rows([jpeg_bytes(i, (400, 300)) for i in range(200)]))
+    # 600 rows: on a busy CI machine, crop must not finish all of them before the interrupt arrives
+    table.append(table_rows([jpeg_bytes(i, (400, 300)) for i in range(600)]))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "vlcli.cli", "crop", table.path, "--model", tiny_dinov2]
     cmd += ["--batch-size", "1", "--commit-seconds", "0"]
