@@ -116,8 +116,9 @@ def _scan_runs(
 def run_pairs(
     ht: np.ndarray, mask: np.uint64, earlier: np.ndarray, d: int, big_limit: int, chunk: int
 ) -> Any:
-    """Chunks of (positions (k, 2) of pairs within `d` in one run of equal `ht & mask`, first agreeing
-    under this key (no block of `earlier` agrees), runs longer than `big_limit` as (k, 2) start/end)."""
+    """Chunks of (pairs, long runs) over `ht` sorted by `ht & mask`: pairs are (k, 2) positions within `d`
+    in one run of equal `ht & mask` for which this key is the first agreeing one (no block of `earlier`
+    agrees); runs longer than `big_limit` are left to the caller as (k, 2) start/end positions."""
     out = np.empty((chunk + big_limit * (big_limit - 1) // 2, 2), np.int64)  # room for one more run
     big = np.empty((4096, 2), np.int64)
     start = 0
