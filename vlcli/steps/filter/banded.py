@@ -15,7 +15,6 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-IntArray = np.ndarray
 _DIGIT = 11  # bits per radix pass: 2048 buckets keep the scatter's write streams in cache
 
 

@@ -122,14 +122,19 @@ def _estimated_ns(n: int, d: int, b: int) -> float:
         return pairs * _NS_PAIR
     s = b - d
     keys = math.comb(b, s)
+    candidates = pairs * _keys_shared(d, b)  # a pair is compared under every key it shares
+    return _sort_passes(b, s) * n * _NS_PASS + keys * n * _NS_SCAN + candidates * _NS_CANDIDATE
+
+
+def _keys_shared(d: int, b: int) -> float:
+    """How many keys of the `b`-block search two random hashes share, on average."""
+    s = b - d
     narrow, wide = BITS // b, BITS % b  # `wide` blocks are one bit wider than the others
     # Keys with j wide blocks are s * narrow + j bits: a random pair shares one with chance 2^-bits.
-    shared = sum(
+    return sum(
         math.comb(wide, j) * math.comb(b - wide, s - j) * math.pow(2.0, -(s * narrow + j))
         for j in range(s + 1)
     )
-    candidates = pairs * shared
-    return _sort_passes(b, s) * n * _NS_PASS + keys * n * _NS_SCAN + candidates * _NS_CANDIDATE
 
 
 @lru_cache(maxsize=1024)
@@ -627,16 +632,8 @@ def _scoped_pairs(
 
 
 def _shared(d: int, b: int) -> float:
-    """The chance that two random hashes agree on at least one key of the `b`-block search."""
-    s = b - d
-    narrow, wide = BITS // b, BITS % b  # `wide` blocks are one bit wider than the others
-    return min(
-        1.0,
-        sum(
-            math.comb(wide, j) * math.comb(b - wide, s - j) * math.pow(2.0, -(s * narrow + j))
-            for j in range(s + 1)
-        ),
-    )
+    """The chance that two random hashes agree on at least one key of the `b`-block search (bounded)."""
+    return min(1.0, _keys_shared(d, b))
 
 
 @lru_cache(maxsize=1024)
